@@ -1,0 +1,161 @@
+'use strict';
+// Loads gateway.yaml, applies environment overrides, validates against the schema and
+// returns the complete config (defaults filled in). Every failure is a ConfigError whose
+// message names the field and the rule it broke.
+const fs = require('fs');
+const path = require('path');
+const YAML = require('yaml');
+const Ajv = require('ajv');
+const { schema, NGINX_SAFE } = require('./config-schema');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+class ConfigError extends Error {
+  constructor(problems, file) {
+    const list = Array.isArray(problems) ? problems : [problems];
+    super(`invalid gateway config${file ? ` (${file})` : ''}:\n` + list.map((p) => `  - ${p}`).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = list;
+  }
+}
+
+// Environment variables that override the file (CONTRACT §10). `path` is where the value
+// lands; `parse` turns the string into the config value.
+const int = (s) => (/^-?\d+$/.test(s.trim()) ? Number(s.trim()) : s);
+const ENV_OVERRIDES = [
+  { env: 'GATEWAY_PORT', path: ['server', 'port'], parse: int },
+  { env: 'GATEWAY_LISTEN', path: ['server', 'listen'], parse: (s) => s.trim() },
+  { env: 'GATEWAY_WORKERS', path: ['server', 'workers'], parse: (s) => (s.trim() === 'auto' ? 'auto' : int(s)) },
+  { env: 'NATS_URL', path: ['nats', 'servers'], parse: (s) => s.split(',').map((u) => u.trim()).filter(Boolean) },
+  { env: 'NATS_TOKEN', path: ['nats', 'token'], parse: (s) => s },
+  { env: 'NATS_USER', path: ['nats', 'user'], parse: (s) => s },
+  { env: 'NATS_PASSWORD', path: ['nats', 'password'], parse: (s) => s },
+  { env: 'NATS_NKEY_SEED', path: ['nats', 'nkey_seed'], parse: (s) => s.trim() },
+  { env: 'ROUTER_DECIDE_SUBJECT', path: ['router', 'decide_subject'], parse: (s) => s.trim() },
+  { env: 'ROUTER_REQUEST_TIMEOUT_MS', path: ['router', 'request_timeout_ms'], parse: int },
+  { env: 'GATEWAY_BODY_LIMIT_BYTES', path: ['limits', 'body_bytes'], parse: int },
+  { env: 'GATEWAY_RATE_LIMIT_ROUTES_DECIDE_LIMIT', path: ['routes', 'decide', 'rate_limit', 'limit'], parse: int },
+  { env: 'GATEWAY_RATE_LIMIT_MESSAGES', path: ['routes', 'messages', 'rate_limit', 'limit'], parse: int },
+  // The window length of every route (C-GW's name, kept for parity).
+  { env: 'GATEWAY_RATE_LIMIT_TTL_SECONDS', path: ['routes', '*', 'rate_limit', 'window_seconds'], parse: int },
+  { env: 'LOG_LEVEL', path: ['log', 'level'], parse: (s) => s.trim().toLowerCase() },
+  // Containers log to stdout/stderr instead of files.
+  { env: 'GATEWAY_ACCESS_LOG', path: ['log', 'access_log'], parse: (s) => s.trim() },
+  { env: 'GATEWAY_ERROR_LOG', path: ['log', 'error_log'], parse: (s) => s.trim() },
+];
+const ROUTE_NAMES = Object.keys(schema.properties.routes.properties);
+
+function setPath(obj, keys, value) {
+  let o = obj;
+  for (let i = 0; i < keys.length - 1; i++) {
+    if (o[keys[i]] === undefined || o[keys[i]] === null) o[keys[i]] = {};
+    if (typeof o[keys[i]] !== 'object' || Array.isArray(o[keys[i]])) {
+      throw new ConfigError(`${keys.slice(0, i + 1).join('.')}: must be object (needed for an environment override)`);
+    }
+    o = o[keys[i]];
+  }
+  o[keys[keys.length - 1]] = value;
+}
+
+/** Applies ENV_OVERRIDES to `raw` in place; returns a map "a.b.c" → env var name. */
+function applyEnv(raw, env) {
+  const sources = {};
+  for (const o of ENV_OVERRIDES) {
+    const v = env[o.env];
+    if (v === undefined || v === '') continue;
+    const value = o.parse(v);
+    const targets = o.path[1] === '*' ? ROUTE_NAMES.map((r) => [o.path[0], r, ...o.path.slice(2)]) : [o.path];
+    for (const keys of targets) {
+      setPath(raw, keys, value);
+      sources[keys.join('.')] = o.env;
+    }
+  }
+  return sources;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validate = ajv.compile(schema);
+
+// Human wording for the schema's patterns.
+const PATTERN_RULES = {
+  [NGINX_SAFE]: 'must not contain nginx syntax (; { } quotes $ # whitespace or control characters)',
+  [schema.properties.nats.properties.servers.items.pattern]: 'must be a NATS URL: nats://[user:pass@|token@]host[:port] or tls://…',
+  [schema.properties.router.properties.decide_subject.pattern]: 'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
+  [schema.properties.server.properties.listen.pattern]: 'must be an IPv4 address, [IPv6] address or localhost',
+  '^SU[A-Z2-7]{56}$': 'must be a user nkey seed (58 characters starting with SU)',
+};
+
+function describeError(e, sources) {
+  // instancePath is a JSON pointer ("/nats/servers/0"); print it as nats.servers[0].
+  let field = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((k) => (/^\d+$/.test(k) ? `[${k}]` : `.${k}`))
+    .join('')
+    .replace(/^\./, '');
+  if (e.keyword === 'additionalProperties') field = field ? `${field}.${e.params.additionalProperty}` : e.params.additionalProperty;
+  if (e.keyword === 'required') field = field ? `${field}.${e.params.missingProperty}` : e.params.missingProperty;
+  const from = sources[field.replace(/\[\d+\]$/, '')];
+  const where = `${field || '(top level)'}${from ? ` (from ${from})` : ''}`;
+  let rule;
+  switch (e.keyword) {
+    case 'additionalProperties': rule = 'unknown key'; break;
+    case 'pattern':
+      rule = PATTERN_RULES[e.params.pattern] || `must match ${e.params.pattern}`;
+      break;
+    case 'enum': rule = `must be one of ${e.params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`; break;
+    case 'oneOf': rule = 'must be a positive integer or "auto"'; break;
+    default: rule = e.message;
+  }
+  return `${where}: ${rule}`;
+}
+
+// Control characters are never valid in any scalar, secrets included.
+function findControlChars(value, at, out) {
+  if (typeof value === 'string') {
+    if (/[\x00-\x1f\x7f]/.test(value)) out.push(`${at || '(top level)'}: must not contain control characters or newlines`);
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => findControlChars(v, `${at}[${i}]`, out));
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) findControlChars(v, at ? `${at}.${k}` : k, out);
+  }
+}
+
+/**
+ * @param {{file?: string, env?: NodeJS.ProcessEnv, overrides?: (raw: object) => void}} opts
+ * @returns {{config: object, file: string}}
+ */
+function loadConfig(opts = {}) {
+  const env = opts.env || process.env;
+  const file = path.resolve(opts.file || env.GATEWAY_CONFIG || path.join(ROOT, 'gateway.yaml'));
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file: ${err.code || err.message}`, file);
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0]}`), file);
+  }
+  let raw = doc.toJS();
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('(top level): must be a mapping of sections', file);
+  const sources = applyEnv(raw, env);
+  if (opts.overrides) opts.overrides(raw);
+
+  const problems = [];
+  findControlChars(raw, '', problems);
+  if (!validate(raw)) problems.push(...validate.errors.map((e) => describeError(e, sources)));
+  if (!problems.length) {
+    const n = raw.nats;
+    if ((n.user === undefined) !== (n.password === undefined)) problems.push('nats.user: nats.user and nats.password must be given together');
+    const auth = [n.token !== undefined, n.user !== undefined, n.nkey_seed !== undefined].filter(Boolean).length;
+    if (auth > 1) problems.push('nats: give at most one of token, user/password, nkey_seed');
+    if (n.reconnect_wait_max_ms < n.reconnect_wait_ms) problems.push('nats.reconnect_wait_max_ms: must be >= nats.reconnect_wait_ms');
+  }
+  if (problems.length) throw new ConfigError([...new Set(problems)], file);
+  return { config: raw, file };
+}
+
+module.exports = { loadConfig, ConfigError, ENV_OVERRIDES, ROOT };

@@ -1,0 +1,142 @@
+'use strict';
+// Config validation: schema errors name the field and the rule, nginx-syntax injection is
+// rejected, environment variables override the file.
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { loadConfig, ConfigError } = require('../../scripts/lib/config');
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'beamline-config-'));
+let n = 0;
+function file(text) {
+  const f = path.join(dir, `gateway-${++n}.yaml`);
+  fs.writeFileSync(f, text);
+  return f;
+}
+function problems(text, env = {}) {
+  try {
+    loadConfig({ file: file(text), env });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err.problems;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('defaults', () => {
+  test('an empty file gets every default', () => {
+    const { config } = loadConfig({ file: file(''), env: {} });
+    expect(config.server).toMatchObject({ listen: '0.0.0.0', port: 8080, workers: 1 });
+    expect(config.nats.servers).toEqual(['nats://127.0.0.1:4222']);
+    expect(config.router).toEqual({ decide_subject: 'beamline.router.v1.decide', request_timeout_ms: 5000 });
+    expect(config.limits.body_bytes).toBe(1048576);
+    expect(config.routes.decide.rate_limit).toEqual({ limit: 50, window_seconds: 60 });
+    expect(config.routes.messages.rate_limit).toEqual({ limit: 100, window_seconds: 60 });
+    expect(config.decision_cache.ttl_seconds).toBe(300);
+    expect(config.response_format).toBe('canonical');
+  });
+
+  test('the shipped gateway.yaml and gateway.example.yaml are valid', () => {
+    const root = path.resolve(__dirname, '..', '..');
+    expect(() => loadConfig({ file: path.join(root, 'gateway.yaml'), env: {} })).not.toThrow();
+    expect(() => loadConfig({ file: path.join(root, 'gateway.example.yaml'), env: {} })).not.toThrow();
+  });
+});
+
+describe('schema errors name the field and the rule', () => {
+  test.each([
+    ['server:\n  port: 70000\n', 'server.port: must be <= 65535'],
+    ['server:\n  port: "eighty"\n', 'server.port: must be integer'],
+    ['server:\n  workers: many\n', 'server.workers: must be a positive integer or "auto"'],
+    ['server:\n  prot: 1\n', 'server.prot: unknown key'],
+    ['log:\n  level: loud\n', 'log.level: must be one of "debug", "info", "notice", "warn", "error", "crit"'],
+    ['nats:\n  servers: []\n', 'nats.servers: must NOT have fewer than 1 items'],
+    ['nats:\n  servers: ["http://127.0.0.1:4222"]\n', 'nats.servers[0]: must be a NATS URL'],
+    ['router:\n  decide_subject: "beamline.*"\n', 'router.decide_subject: must be a NATS subject without wildcards'],
+    ['router:\n  request_timeout_ms: 0\n', 'router.request_timeout_ms: must be >= 1'],
+    ['limits:\n  body_bytes: -5\n', 'limits.body_bytes: must be >= 1'],
+    ['routes:\n  decide:\n    rate_limit:\n      limit: 0\n', 'routes.decide.rate_limit.limit: must be >= 1'],
+    ['routes:\n  unknown_route: {}\n', 'routes.unknown_route: unknown key'],
+    ['response_format: nested\n', 'response_format: must be one of "canonical", "flat"'],
+    ['nats:\n  user: gw\n', 'nats.user: nats.user and nats.password must be given together'],
+    ['nats:\n  token: t\n  user: u\n  password: p\n', 'nats: give at most one of token, user/password, nkey_seed'],
+    ['nats:\n  nkey_seed: SUXYZ\n', 'nats.nkey_seed: must be a user nkey seed'],
+    ['- just\n- a list\n', '(top level): must be a mapping of sections'],
+    ['server: {port: 1\n', 'YAML syntax'],
+  ])('%j', (text, expected) => {
+    const p = problems(text);
+    expect(p.join('\n')).toContain(expected);
+  });
+
+  test('every problem is reported, not just the first', () => {
+    const p = problems('server:\n  port: 0\nlog:\n  level: loud\n');
+    expect(p).toHaveLength(2);
+  });
+
+  test('a missing file is a clear error', () => {
+    expect(() => loadConfig({ file: path.join(dir, 'nope.yaml'), env: {} })).toThrow(/cannot read config file: ENOENT/);
+  });
+});
+
+describe('nginx syntax injection is rejected', () => {
+  test.each([
+    ['server:\n  listen: "127.0.0.1; include /etc/passwd"\n', 'server.listen'],
+    ['log:\n  access_log: "logs/a.log; evil"\n', 'log.access_log: must not contain nginx syntax'],
+    ['log:\n  error_log: "logs/{x}"\n', 'log.error_log: must not contain nginx syntax'],
+    ['log:\n  access_log: "logs/a\\nb"\n', 'log.access_log: must not contain control characters or newlines'],
+    ['server:\n  user: "nobody}"\n', 'server.user: must not contain nginx syntax'],
+    ['nats:\n  name: "gw;x"\n', 'nats.name: must match'],
+    ['nats:\n  user: u\n  password: "p\\u0000"\n', 'nats.password: must not contain control characters'],
+    ['nats:\n  tls:\n    ca_file: "/etc/ca.pem;"\n', 'nats.tls.ca_file: must not contain nginx syntax'],
+  ])('%j', (text, expected) => {
+    expect(problems(text).join('\n')).toContain(expected);
+  });
+});
+
+describe('environment overrides', () => {
+  const base = 'server:\n  port: 8080\n  workers: 2\nnats:\n  servers: ["nats://127.0.0.1:4222"]\nlog:\n  level: info\n';
+
+  test('environment beats the file', () => {
+    const { config } = loadConfig({
+      file: file(base),
+      env: {
+        GATEWAY_PORT: '9090',
+        GATEWAY_WORKERS: 'auto',
+        NATS_URL: 'nats://127.0.0.1:5001, nats://127.0.0.1:5002',
+        ROUTER_DECIDE_SUBJECT: 'custom.decide',
+        ROUTER_REQUEST_TIMEOUT_MS: '1500',
+        GATEWAY_BODY_LIMIT_BYTES: '2048',
+        GATEWAY_RATE_LIMIT_ROUTES_DECIDE_LIMIT: '7',
+        GATEWAY_RATE_LIMIT_MESSAGES: '9',
+        GATEWAY_RATE_LIMIT_TTL_SECONDS: '30',
+        LOG_LEVEL: 'WARN',
+      },
+    });
+    expect(config.server.port).toBe(9090);
+    expect(config.server.workers).toBe('auto');
+    expect(config.nats.servers).toEqual(['nats://127.0.0.1:5001', 'nats://127.0.0.1:5002']);
+    expect(config.router).toEqual({ decide_subject: 'custom.decide', request_timeout_ms: 1500 });
+    expect(config.limits.body_bytes).toBe(2048);
+    expect(config.routes.decide.rate_limit).toEqual({ limit: 7, window_seconds: 30 });
+    expect(config.routes.messages.rate_limit).toEqual({ limit: 9, window_seconds: 30 });
+    expect(config.log.level).toBe('warn');
+  });
+
+  test('unset and empty variables leave the file alone', () => {
+    const { config } = loadConfig({ file: file(base), env: { GATEWAY_PORT: '', NATS_URL: '' } });
+    expect(config.server.port).toBe(8080);
+    expect(config.server.workers).toBe(2);
+    expect(config.nats.servers).toEqual(['nats://127.0.0.1:4222']);
+  });
+
+  test('a bad environment value names the variable', () => {
+    const p = problems(base, { GATEWAY_PORT: 'abc', NATS_URL: 'nats://ok:4222,bad url' });
+    expect(p.join('\n')).toContain('server.port (from GATEWAY_PORT): must be integer');
+    expect(p.join('\n')).toContain('nats.servers[1] (from NATS_URL): must be a NATS URL');
+  });
+
+  test('secrets can come from the environment', () => {
+    const { config } = loadConfig({ file: file(base), env: { NATS_USER: 'gw', NATS_PASSWORD: 'pa ss' } });
+    expect(config.nats).toMatchObject({ user: 'gw', password: 'pa ss' });
+  });
+});
