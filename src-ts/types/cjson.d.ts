@@ -32,8 +32,8 @@ declare interface CjsonModule {
     decode_invalid_numbers(setting: boolean): void;
     encode_escape_forward_slash?(on: boolean): void;
     encode_keep_buffer(on: boolean): void;
-    /** A fresh instance with its own settings. */
-    new(): CjsonModule;
+    /** A fresh instance with its own settings. (Quoted: a bare `new()` would declare a construct signature.) */
+    "new"(): CjsonModule;
 }
 
 /** `cjson.safe`: encode/decode return nil and an error instead of raising.
@@ -42,7 +42,7 @@ declare interface CjsonModule {
 declare interface CjsonSafeModule extends Omit<CjsonModule, "encode" | "decode" | "new"> {
     encode(value: unknown): LuaMultiReturn<[string, undefined] | [undefined, string]>;
     decode(text: string): LuaMultiReturn<[unknown, undefined] | [undefined, string]>;
-    new(): CjsonSafeModule;
+    "new"(): CjsonSafeModule;
 }
 
 declare module "cjson" {
