@@ -1,0 +1,39 @@
+'use strict';
+// Loopback port helpers shared by the run script, the benchmarks and the test helpers.
+const net = require('net');
+
+const HOST = '127.0.0.1';
+
+/** A free TCP port on 127.0.0.1 (bind :0, read the port, close). @returns {Promise<number>} */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether a TCP connect to host:port succeeds right now. @returns {Promise<boolean>} */
+function portOpen(port, host = HOST) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host });
+    sock.once('connect', () => { sock.destroy(); resolve(true); });
+    sock.once('error', () => { sock.destroy(); resolve(false); });
+  });
+}
+
+/** Resolves once host:port accepts connections; rejects after timeoutMs. */
+async function waitForPort(port, timeoutMs = 10000, host = HOST) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await portOpen(port, host)) return;
+    if (Date.now() >= deadline) throw new Error(`${host}:${port} not accepting connections after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+module.exports = { HOST, freePort, portOpen, waitForPort };
