@@ -1,0 +1,131 @@
+'use strict';
+// Renders templates/*.hbs into an nginx prefix directory (nginx.conf, conf.d/*.conf) and
+// writes the validated config as gateway.json for the Lua side (read once in init_by_lua).
+const fs = require('fs');
+const path = require('path');
+const Handlebars = require('handlebars');
+const { ROOT } = require('./config');
+
+const TEMPLATES = path.join(ROOT, 'templates');
+
+// Lua search paths per runtime. Debian's nginx loads the Lua module dynamically and finds
+// lua-resty-core and cjson in the distribution's Lua directories; OpenResty has them built in.
+const RUNTIMES = {
+  debian: {
+    name: 'debian',
+    load_modules: ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so'],
+    lua_path: ['/usr/share/lua/5.1/?.lua', '/usr/share/lua/5.1/?/init.lua'],
+    lua_cpath: ['/usr/lib/x86_64-linux-gnu/lua/5.1/?.so', '/usr/lib/aarch64-linux-gnu/lua/5.1/?.so'],
+  },
+  openresty: {
+    name: 'openresty',
+    load_modules: [],
+    lua_path: [],
+    lua_cpath: [],
+  },
+};
+
+function detectRuntime() {
+  return fs.existsSync(RUNTIMES.debian.load_modules[1]) ? 'debian' : 'openresty';
+}
+
+// The routes nginx knows; each is one location whose content phase calls
+// beamline.phases.content(name). Exact matches are cheapest, so every fixed path is `=`.
+const ROUTES = [
+  { name: 'healthz', match: '= /healthz' },
+  { name: 'not_found', match: '/' },
+];
+
+// Errors that nginx answers before any Lua runs.
+const NGINX_ERRORS = [
+  { status: 400, code: 'invalid_request', message: 'malformed HTTP request' },
+  { status: 413, code: 'payload_too_large', message: 'request body too large' },
+  // Both are client errors the contract files under invalid_request, hence 400.
+  { status: 414, answer: 400, code: 'invalid_request', message: 'request URI too long' },
+  { status: 494, answer: 400, code: 'invalid_request', message: 'request headers too large' },
+  { status: 500, code: 'internal', message: 'internal error' },
+  { status: 502, code: 'bad_gateway', message: 'bad gateway' },
+  { status: 503, code: 'unavailable', message: 'service unavailable' },
+  { status: 504, code: 'timeout', message: 'gateway timeout' },
+];
+
+function errorBody(e, config) {
+  const details = e.code === 'payload_too_large' ? { limit_bytes: config.limits.body_bytes } : {};
+  return JSON.stringify({
+    ok: false,
+    error: { code: e.code, message: e.message, intake_error_code: null, details },
+    context: { request_id: '', trace_id: '', tenant_id: '' },
+  });
+}
+
+const hbs = Handlebars.create();
+// A Lua double-quoted string literal; JSON string syntax is valid Lua for these inputs.
+hbs.registerHelper('lua_string', (s) => {
+  if (typeof s !== 'string' || /[\x00-\x1f"\\]/.test(s)) throw new Error(`cannot embed ${JSON.stringify(s)} in Lua`);
+  return `"${s}"`;
+});
+
+function compile(file) {
+  return hbs.compile(fs.readFileSync(file, 'utf8'), { strict: true, noEscape: true });
+}
+
+/**
+ * @param {object} config validated config from loadConfig()
+ * @param {{prefix?: string, luaDir?: string, runtime?: 'debian'|'openresty'}} opts
+ * @returns {{prefix: string, nginxConf: string, files: string[]}}
+ */
+function render(config, opts = {}) {
+  const prefix = path.resolve(opts.prefix || path.join(ROOT, 'nginx'));
+  const luaDir = path.resolve(opts.luaDir || path.join(ROOT, 'dist-lua'));
+  const runtime = RUNTIMES[opts.runtime || detectRuntime()];
+  if (!runtime) throw new Error(`unknown runtime ${opts.runtime}`);
+  for (const p of [prefix, luaDir]) {
+    if (/[\s;{}"'$#\\]/.test(p)) throw new Error(`path ${JSON.stringify(p)} contains characters nginx cannot take unquoted`);
+  }
+
+  const logPath = (v) => (v === 'stdout' ? '/dev/stdout' : v === 'stderr' ? '/dev/stderr' : path.resolve(prefix, v));
+  const paths = {
+    prefix,
+    pid: path.join(prefix, 'logs', 'nginx.pid'),
+    temp: path.join(prefix, 'tmp'),
+    error_log: logPath(config.log.error_log),
+    access_log: config.log.access_log === 'off' ? '' : logPath(config.log.access_log),
+    config_json: path.join(prefix, 'gateway.json'),
+  };
+  const view = {
+    ...config,
+    runtime,
+    paths,
+    access_log_off: config.log.access_log === 'off',
+    // Bodies up to 64 KiB stay in memory; larger ones go to a temp file the Lua reads.
+    body_buffer_bytes: Math.min(config.limits.body_bytes, 65536),
+    lua: {
+      package_path: [`${luaDir}/?.lua`, `${luaDir}/?/init.lua`, ...runtime.lua_path, ';'].join(';'),
+      package_cpath: [...runtime.lua_cpath, ';'].join(';'),
+    },
+    routes: ROUTES,
+    nginx_errors: NGINX_ERRORS.map((e) => ({ status: e.status, answer: e.answer || e.status, body: errorBody(e, config) })),
+  };
+
+  fs.mkdirSync(path.join(prefix, 'conf.d'), { recursive: true });
+  fs.mkdirSync(path.join(prefix, 'logs'), { recursive: true });
+  fs.mkdirSync(paths.temp, { recursive: true });
+  const files = [];
+  const write = (rel, text, mode = 0o644) => {
+    const out = path.join(prefix, rel);
+    fs.writeFileSync(out, text, { mode });
+    fs.chmodSync(out, mode);
+    files.push(out);
+  };
+  write('nginx.conf', compile(path.join(TEMPLATES, 'nginx.conf.hbs'))(view));
+  // Drop stale conf.d files from an earlier render so removed templates do not linger.
+  for (const f of fs.readdirSync(path.join(prefix, 'conf.d'))) fs.unlinkSync(path.join(prefix, 'conf.d', f));
+  for (const t of fs.readdirSync(path.join(TEMPLATES, 'conf.d')).filter((f) => f.endsWith('.hbs')).sort()) {
+    write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
+  }
+  // The Lua side's copy of the config holds NATS credentials: owner-only.
+  write('gateway.json', JSON.stringify({ ...config, version: require(path.join(ROOT, 'package.json')).version }, null, 2), 0o600);
+  return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };
+}
+
+module.exports = { render, ROUTES, NGINX_ERRORS, RUNTIMES, detectRuntime };
