@@ -1,0 +1,82 @@
+/**
+ * The validated gateway config, as rendered by scripts/render.js into gateway.json.
+ * Loaded once in init_by_lua (master process) and inherited by every worker on fork.
+ * The schema (scripts/lib/config-schema.js) has already filled in every default.
+ */
+import * as cjson from "cjson.safe";
+
+export interface RateLimitConfig {
+    limit: number;
+    window_seconds: number;
+}
+
+export interface RouteConfig {
+    enabled: boolean;
+    timeout_ms?: number;
+    rate_limit: RateLimitConfig;
+}
+
+export interface NatsTlsConfig {
+    ca_file?: string;
+    cert_file?: string;
+    key_file?: string;
+    server_name?: string;
+    verify: boolean;
+}
+
+export interface NatsConfig {
+    servers: string[];
+    token?: string;
+    user?: string;
+    password?: string;
+    nkey_seed?: string;
+    name: string;
+    connect_timeout_ms: number;
+    reconnect_wait_ms: number;
+    reconnect_wait_max_ms: number;
+    ping_interval_seconds: number;
+    tls: NatsTlsConfig;
+}
+
+export interface GatewayConfig {
+    version: string;
+    server: { listen: string; port: number; workers: number | "auto" };
+    log: { level: string };
+    nats: NatsConfig;
+    router: { decide_subject: string; request_timeout_ms: number };
+    limits: { body_bytes: number };
+    routes: { decide: RouteConfig; messages: RouteConfig };
+    response_format: "canonical" | "flat";
+    decision_cache: { ttl_seconds: number; size_mb: number };
+}
+
+let current: GatewayConfig | undefined;
+
+/** Reads and decodes the rendered config; returns the config or nil and a reason. */
+export function load(path: string): LuaMultiReturn<[GatewayConfig, undefined] | [undefined, string]> {
+    const [file, openErr] = io.open(path, "rb");
+    if (file === undefined) {
+        return $multi(undefined, "cannot open " + path + ": " + tostring(openErr));
+    }
+    const text = file.read("*a");
+    file.close();
+    if (text === undefined) {
+        return $multi(undefined, "cannot read " + path);
+    }
+    const [decoded, decodeErr] = cjson.decode(text);
+    if (decoded === undefined || type(decoded) !== "table") {
+        return $multi(undefined, "invalid JSON in " + path + ": " + tostring(decodeErr));
+    }
+    current = decoded as GatewayConfig;
+    return $multi(current, undefined);
+}
+
+/** The loaded config. Only valid after load() (always true once nginx has started). */
+export function get(): GatewayConfig {
+    return current as GatewayConfig;
+}
+
+/** For unit tests: install a config table directly. */
+export function set(cfg: GatewayConfig): void {
+    current = cfg;
+}
