@@ -33,6 +33,14 @@ function detectRuntime() {
 // beamline.phases.content(name). Exact matches are cheapest, so every fixed path is `=`.
 const ROUTES = [
   { name: 'healthz', match: '= /healthz' },
+  { name: 'health', match: '= /health' },
+  { name: 'health', match: '= /_health' },
+  { name: 'ready', match: '= /readyz' },
+  { name: 'ready', match: '= /health/ready' },
+  { name: 'live', match: '= /health/live' },
+  { name: 'decide', match: '= /api/v1/routes/decide' },
+  { name: 'messages', match: '= /api/v1/messages' },
+  { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$' },
   { name: 'not_found', match: '/' },
 ];
 

@@ -270,6 +270,16 @@ describe("beamline.json (this machine's cjson)", function()
   end)
 
   describe("encode", function()
+    it("writes slashes unescaped and keeps escaped backslashes intact", function()
+      local text = assert(json.encode({ a = "x/y", b = "back\\/slash", c = "\\\\/" }))
+      assert.is_nil(text:find("x\\/y", 1, true))
+      local back = require("cjson").decode(text)
+      assert.equal("x/y", back.a)
+      assert.equal("back\\/slash", back.b)
+      assert.equal("\\\\/", back.c)
+      assert.equal('{"u":"/api/v1"}', (json.encode({ u = "/api/v1" })))
+    end)
+
     it("never raises on values cjson cannot encode", function()
       local cyc = {}
       cyc.self = cyc

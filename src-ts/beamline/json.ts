@@ -245,8 +245,25 @@ function restore_slots(): void {
 
 const PLACEHOLDER_JSON_PATTERN = PLACEHOLDER_JSON; // only `"`, `\`, letters and hex: no magic characters
 
+// cjson escapes "/" as "\/" (valid, but noisy in URLs and messages). OpenResty's fork can turn
+// that off; with Debian's, "\/" is rewritten: cjson escapes every "/", so each "\/" in its
+// output is exactly one escaped slash (a literal backslash is "\\", never followed by a bare "/").
+const SLASH_ESCAPED = codec.encode_escape_forward_slash === undefined;
+if (!SLASH_ESCAPED) {
+    codec.encode_escape_forward_slash!(false);
+}
+
 /** Encodes a Lua value as JSON without raising: `text, nil` or `nil, err`. */
 function encode(value: unknown): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    const [text, err] = encode_raw(value);
+    if (text !== undefined && SLASH_ESCAPED && find(text, "\\/", 1, true)[0] !== undefined) {
+        const [unescaped] = gsub(text, "\\/", "/");
+        return $multi(unescaped, undefined);
+    }
+    return $multi(text as string, err as undefined);
+}
+
+function encode_raw(value: unknown): LuaMultiReturn<[string, undefined] | [undefined, string]> {
     if (NATIVE_EMPTY_ARRAY || type(value) !== "table") {
         return codec.encode(value);
     }

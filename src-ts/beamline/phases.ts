@@ -4,12 +4,20 @@
  */
 import * as config from "./config";
 import * as health from "./handlers/health";
+import * as api from "./handlers/api";
+import * as connection from "./nats/connection";
 
 type Handler = () => void;
 
 /** Route name (as rendered into nginx.conf by scripts/lib/render.js) → content handler. */
 const handlers: { [route: string]: Handler | undefined } = {
     healthz: health.healthz,
+    health: health.health,
+    ready: health.ready,
+    live: health.live,
+    decide: api.decide,
+    messages: api.messages,
+    decision_lookup: api.decision_lookup,
     not_found: health.not_found,
 };
 
@@ -26,9 +34,14 @@ export function init(configPath: string): void {
     }
 }
 
-/** init_worker_by_lua: per-worker background work (the NATS connection, once it exists). */
+/** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
 export function init_worker(): void {
-    // Nothing yet; the NATS connection manager starts here.
+    const cfg = config.get();
+    const [ok, err] = connection.start({ ...cfg.nats, request_timeout_ms: cfg.router.request_timeout_ms });
+    if (ok === undefined) {
+        // The config was validated, so this is a bug; the worker still serves health and errors.
+        ngx.log(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
+    }
 }
 
 /** content_by_lua: run the handler of the route nginx matched. */

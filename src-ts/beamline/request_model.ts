@@ -105,7 +105,10 @@ function str_or_nil(v: unknown): string | undefined {
     return type_(v) === "string" ? (v as string) : undefined;
 }
 
-// Best-known ids for an error body; never echoes an invalid value.
+/**
+ * Best-known ids for an error body and the X-Trace-Id / X-Request-Id headers; never echoes an
+ * invalid value (a fresh trace id when `fresh_trace`, as after an invalid trace id).
+ */
 function error_context(body: unknown, hdr: DecideHeaders, fresh_trace: boolean): DecideErrorContext {
     const b = is_object(body) ? (body as JsonObject) : undefined;
     const m = b !== undefined && is_legacy(b) ? (b["message"] as JsonObject) : undefined;
@@ -186,7 +189,10 @@ function effective_tenant(body: unknown, hdr: DecideHeaders): LuaMultiReturn<[st
     return header_error(body, hdr, "X-Tenant-ID", "missing X-Tenant-ID header");
 }
 
-// Header checks shared by both shapes, in §2 order. Returns an error or nil.
+/**
+ * Header checks shared by both shapes, in §2 order (X-Tenant-ID when present, X-Trace-ID,
+ * X-Request-ID): `nil, DecideError` or `nil, nil`. The handler runs them before the rate limit.
+ */
 function check_headers(body: unknown, hdr: DecideHeaders): LuaMultiReturn<[undefined, DecideError] | [undefined, undefined]> {
     if (hdr.tenant_id !== undefined && !valid_tenant_id(hdr.tenant_id)) {
         return header_error(body, hdr, "X-Tenant-ID", "invalid X-Tenant-ID header: must be " + TENANT_RULE);
@@ -509,4 +515,4 @@ function build_router_request(n: NormalizedDecide): LuaMultiReturn<[string, stri
     return $multi(text, headers);
 }
 
-export { is_legacy, effective_tenant, validate_decide, build_router_request };
+export { is_legacy, check_headers, error_context, effective_tenant, validate_decide, build_router_request };
