@@ -12,21 +12,27 @@ const path = require('path');
 const { spawn } = require('child_process');
 const { compileLua } = require('./lib/build');
 const { ROOT } = require('./lib/config');
+const { mapText } = require('./lib/sourcemap');
 
+// Runs a test runner, streaming its output. With `onLine`, stdout is handled line by line and
+// Lua positions in it are mapped to the TypeScript source (dist-lua/x.lua:N → src-ts/x.ts:M).
 function run(cmd, args, { onLine } = {}) {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     let buf = '';
+    const emit = (line) => {
+      process.stdout.write(`${mapText(line, ROOT)}\n`);
+      onLine(line);
+    };
     child.stdout.on('data', (d) => {
-      process.stdout.write(d);
-      if (!onLine) return;
+      if (!onLine) { process.stdout.write(d); return; }
       buf += d.toString('utf8');
       let i;
-      while ((i = buf.indexOf('\n')) >= 0) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1); }
+      while ((i = buf.indexOf('\n')) >= 0) { emit(buf.slice(0, i)); buf = buf.slice(i + 1); }
     });
     child.stderr.on('data', (d) => process.stderr.write(d));
     child.on('error', (err) => { console.error(`cannot run ${cmd}: ${err.message}`); resolve(127); });
-    child.on('exit', (code) => { if (onLine && buf) onLine(buf); resolve(code === null ? 1 : code); });
+    child.on('exit', (code) => { if (onLine && buf) emit(buf); resolve(code === null ? 1 : code); });
   });
 }
 
