@@ -35,13 +35,17 @@ function compileLua({ force = false, log = console.log } = {}) {
   if (!force && fs.existsSync(STAMP) && fs.readFileSync(STAMP, 'utf8') === hash) return { built: false, ms: 0 };
   if (!fs.existsSync(TSTL)) throw new Error('TypeScriptToLua is not installed: run `make setup` (npm ci)');
   log('compiling src-ts/ -> dist-lua/ (TypeScriptToLua)…');
-  // A clean output dir: a deleted .ts file must not leave its old .lua behind.
-  fs.rmSync(OUT, { recursive: true, force: true });
-  const r = spawnSync(process.execPath, [TSTL, '-p', path.join(ROOT, 'tsconfig.json')], { cwd: ROOT, encoding: 'utf8' });
+  // Compile into a fresh directory and swap it in only on success: a failed build leaves the
+  // last good dist-lua/ in place, and a deleted .ts file leaves no stale .lua behind.
+  const next = `${OUT}.next-${process.pid}`;
+  fs.rmSync(next, { recursive: true, force: true });
+  const r = spawnSync(process.execPath, [TSTL, '-p', path.join(ROOT, 'tsconfig.json'), '--outDir', next], { cwd: ROOT, encoding: 'utf8' });
   if (r.status !== 0) {
-    fs.rmSync(STAMP, { force: true });
+    fs.rmSync(next, { recursive: true, force: true });
     throw new Error(`TypeScript/TSTL compile failed:\n${(r.stdout || '') + (r.stderr || '')}`.trim());
   }
+  fs.rmSync(OUT, { recursive: true, force: true });
+  fs.renameSync(next, OUT);
   fs.writeFileSync(STAMP, hash);
   return { built: true, ms: Date.now() - t0 };
 }

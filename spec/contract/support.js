@@ -24,8 +24,7 @@
 const net = require('net');
 const crypto = require('crypto');
 const { startGateway, request } = require('../support/gateway');
-const fs = require('fs');
-const { startNats, startRouter, tmpRoot } = require('../support/processes');
+const { startNats, startRouter } = require('../support/processes');
 
 const EXTERNAL_URL = (process.env.GATEWAY_URL || '').replace(/\/+$/, '');
 const EXTERNAL = EXTERNAL_URL !== '';
@@ -78,10 +77,6 @@ function useGateway(opts = {}) {
       t.host = new URL(EXTERNAL_URL).hostname;
       return;
     }
-    // The helpers' temp root is mode 0700; nginx workers run as `nobody` when the tests run as
-    // root, and could then not write request bodies larger than client_body_buffer_size to the
-    // prefix's temp dir (every such request would fail with 500). Open it for traversal.
-    try { fs.chmodSync(tmpRoot(), 0o755); } catch (e) { /* not ours to fix */ }
     if (opts.nats !== false) t.nats = await startNats(opts.nats || {});
     if (opts.router !== false && t.nats) t.router = await startRouter({ natsUrl: t.nats.url, ...(opts.router || {}) });
     t.gateway = await startGateway({

@@ -32,7 +32,12 @@ let seq = 0;
  * @returns {string}
  */
 function tmpRoot() {
-  if (!rootDir) rootDir = fs.mkdtempSync(path.join(os.tmpdir(), 'beamline-spec-'));
+  if (!rootDir) {
+    rootDir = fs.mkdtempSync(path.join(os.tmpdir(), 'beamline-spec-'));
+    // nginx workers run as an unprivileged user when the tests run as root: they must be able
+    // to reach their prefix (request bodies over the memory buffer go to a temp file there).
+    fs.chmodSync(rootDir, 0o755);
+  }
   return rootDir;
 }
 
