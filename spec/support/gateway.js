@@ -13,6 +13,18 @@ const { startProcess, startNats, startRouter, tmpRoot, freePort } = require('./p
 
 let prefixSeq = 0;
 
+/** PIDs of the processes that have `file` open (nginx masters and workers of one prefix). */
+function processesUsing(file) {
+  const pids = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${entry}/fd/2`) === file || fs.readlinkSync(`/proc/${entry}/fd/3`) === file) pids.push(Number(entry));
+    } catch (e) { /* gone, or not ours to read */ }
+  }
+  return pids;
+}
+
 /**
  * @param {object} [opts]
  * @param {string[]|string} [opts.natsUrl]   NATS server URL(s) the gateway connects to
@@ -37,6 +49,15 @@ async function startGateway(opts = {}) {
   if (!t.ok) throw new Error(`nginx -t failed:\n${t.output}`);
   const proc = await startProcess({ name: 'nginx', command: nginxBin(), args: prefixArgs(prefix), readyPort: port });
   const errorLog = path.join(prefix, 'logs', 'error.log');
+  // A worker outlives its master if the master is killed hard: after stopping, end any process
+  // of this gateway that is left (found by its open error log inside this prefix).
+  const stopMaster = proc.stop.bind(proc);
+  proc.stop = async () => {
+    await stopMaster();
+    for (const pid of processesUsing(errorLog)) {
+      try { process.kill(pid, 'SIGKILL'); } catch (e) { /* already gone */ }
+    }
+  };
   return Object.assign(proc, {
     port,
     prefix,
