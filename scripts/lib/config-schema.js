@@ -6,6 +6,13 @@
 // Scalars that end up in nginx.conf must not be able to inject nginx syntax.
 const NGINX_SAFE = '^[^;{}"\'\\\\$#\\s\\x00-\\x1f\\x7f]*$';
 
+// Header names (CORS lists): RFC 9110 tokens.
+const HEADER_NAME = '^[!#%&\'*+.^_`|~0-9A-Za-z-]+$';
+// An origin as browsers send it: scheme://host[:port], no path; or "*".
+const ORIGIN = '^(\\*|https?://[A-Za-z0-9.-]+(:\\d{1,5})?|https?://\\[[0-9A-Fa-f:]+\\](:\\d{1,5})?)$';
+const TENANT_ID = '^[A-Za-z0-9._:-]{1,128}$';
+const SHA256_HEX = '^[0-9a-fA-F]{64}$';
+
 const rateLimit = (limit) => ({
   type: 'object',
   additionalProperties: false,
@@ -134,7 +141,104 @@ const schema = {
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 16 },
       },
     },
+    // Where the per-route limits (routes.*.rate_limit) are counted.
+    rate_limit: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // shared_dict: one count per gateway instance (all its workers); redis: one count for
+        // every instance that uses the same Redis.
+        backend: { enum: ['shared_dict', 'redis'], default: 'shared_dict' },
+        shared_dict_size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 8 },
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // An IP address: nginx cosockets resolve names only with a `resolver`.
+            host: { type: 'string', default: '127.0.0.1', pattern: '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\])$' },
+            port: { type: 'integer', minimum: 1, maximum: 65535, default: 6379 },
+            password: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[\\x20-\\x7e]+$' },
+            database: { type: 'integer', minimum: 0, maximum: 1024, default: 0 },
+            timeout_ms: { type: 'integer', minimum: 1, maximum: 60000, default: 100 },
+            pool_size: { type: 'integer', minimum: 1, maximum: 10000, default: 64 },
+            keepalive_ms: { type: 'integer', minimum: 1000, maximum: 3600000, default: 60000 },
+            key_prefix: { type: 'string', maxLength: 128, pattern: '^[\\x21-\\x7e]*$', default: 'beamline:rl:' },
+            // When Redis cannot be reached: fail_open counts in this instance's shared dict
+            // meanwhile (the limit then holds per instance); fail_closed answers 503.
+            on_error: { enum: ['fail_open', 'fail_closed'], default: 'fail_open' },
+            // After a Redis error a worker skips Redis this long before trying again.
+            retry_after_ms: { type: 'integer', minimum: 0, maximum: 600000, default: 1000 },
+          },
+        },
+      },
+    },
+    idempotency: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 86400 },
+        size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 32 },
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        api_keys: {
+          type: 'array',
+          default: [],
+          maxItems: 100000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['tenant_id', 'key_sha256'],
+            properties: {
+              tenant_id: { type: 'string', pattern: TENANT_ID },
+              // SHA-256 of the key, hex (e.g. `printf %s "$KEY" | sha256sum`).
+              key_sha256: { type: 'string', pattern: SHA256_HEX },
+              // A label for operators; never used by the gateway.
+              name: { type: 'string', maxLength: 128 },
+            },
+          },
+        },
+      },
+    },
+    cors: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // Empty: CORS is off (OPTIONS → 405).
+        allowed_origins: { type: 'array', default: [], maxItems: 1000, uniqueItems: true, items: { type: 'string', pattern: ORIGIN, maxLength: 512 } },
+        allow_credentials: { type: 'boolean', default: false },
+        allowed_headers: {
+          type: 'array',
+          items: { type: 'string', pattern: HEADER_NAME, maxLength: 128 },
+          default: ['Content-Type', 'Authorization', 'X-API-Key', 'X-Tenant-ID', 'X-Trace-ID', 'X-Request-ID', 'Idempotency-Key', 'traceparent', 'tracestate'],
+        },
+        expose_headers: {
+          type: 'array',
+          items: { type: 'string', pattern: HEADER_NAME, maxLength: 128 },
+          default: ['X-Request-Id', 'X-Trace-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Idempotent-Replayed'],
+        },
+        max_age_seconds: { type: 'integer', minimum: 0, maximum: 86400, default: 600 },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        size_mb: { type: 'integer', minimum: 1, maximum: 1024, default: 4 },
+      },
+    },
   },
 };
 
-module.exports = { schema, NGINX_SAFE };
+module.exports = { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX };

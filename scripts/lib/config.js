@@ -6,7 +6,7 @@ const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
 const Ajv = require('ajv');
-const { schema, NGINX_SAFE } = require('./config-schema');
+const { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX } = require('./config-schema');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -38,6 +38,8 @@ const ENV_OVERRIDES = [
   { env: 'GATEWAY_RATE_LIMIT_MESSAGES', path: ['routes', 'messages', 'rate_limit', 'limit'], parse: int },
   // The window length of every route (C-GW's name, kept for parity).
   { env: 'GATEWAY_RATE_LIMIT_TTL_SECONDS', path: ['routes', '*', 'rate_limit', 'window_seconds'], parse: int },
+  { env: 'GATEWAY_RATE_LIMIT_BACKEND', path: ['rate_limit', 'backend'], parse: (s) => s.trim() },
+  { env: 'REDIS_PASSWORD', path: ['rate_limit', 'redis', 'password'], parse: (s) => s },
   { env: 'LOG_LEVEL', path: ['log', 'level'], parse: (s) => s.trim().toLowerCase() },
   // Containers log to stdout/stderr instead of files.
   { env: 'GATEWAY_ACCESS_LOG', path: ['log', 'access_log'], parse: (s) => s.trim() },
@@ -83,6 +85,11 @@ const PATTERN_RULES = {
   [schema.properties.router.properties.decide_subject.pattern]: 'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
   [schema.properties.server.properties.listen.pattern]: 'must be an IPv4 address, [IPv6] address or localhost',
   '^SU[A-Z2-7]{56}$': 'must be a user nkey seed (58 characters starting with SU)',
+  [ORIGIN]: 'must be "*" or an origin: http(s)://host[:port] without a path',
+  [HEADER_NAME]: 'must be an HTTP header name',
+  [TENANT_ID]: 'must be a tenant id: 1-128 characters of A-Z a-z 0-9 . _ : -',
+  [SHA256_HEX]: 'must be the SHA-256 of the key as 64 hex characters',
+  [schema.properties.rate_limit.properties.redis.properties.host.pattern]: 'must be an IPv4 or [IPv6] address (nginx resolves no names here)',
 };
 
 function describeError(e, sources) {
@@ -153,6 +160,17 @@ function loadConfig(opts = {}) {
     const auth = [n.token !== undefined, n.user !== undefined, n.nkey_seed !== undefined].filter(Boolean).length;
     if (auth > 1) problems.push('nats: give at most one of token, user/password, nkey_seed');
     if (n.reconnect_wait_max_ms < n.reconnect_wait_ms) problems.push('nats.reconnect_wait_max_ms: must be >= nats.reconnect_wait_ms');
+    const cors = raw.cors;
+    if (cors.allow_credentials && cors.allowed_origins.includes('*')) {
+      problems.push('cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true (browsers reject it); list the origins instead');
+    }
+    if (raw.auth.enabled && raw.auth.api_keys.length === 0) problems.push('auth.api_keys: list at least one key when auth.enabled is true');
+    const owners = new Map();
+    raw.auth.api_keys.forEach((k, i) => {
+      const d = k.key_sha256.toLowerCase();
+      if (owners.has(d)) problems.push(`auth.api_keys[${i}].key_sha256: the same key is already configured at auth.api_keys[${owners.get(d)}]`);
+      else owners.set(d, i);
+    });
   }
   if (problems.length) throw new ConfigError([...new Set(problems)], file);
   return { config: raw, file };

@@ -38,6 +38,7 @@ const ROUTES = [
   { name: 'ready', match: '= /readyz' },
   { name: 'ready', match: '= /health/ready' },
   { name: 'live', match: '= /health/live' },
+  { name: 'metrics', match: '= /metrics' },
   { name: 'decide', match: '= /api/v1/routes/decide' },
   { name: 'messages', match: '= /api/v1/messages' },
   { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$' },
@@ -79,7 +80,8 @@ function compile(file) {
 
 /**
  * @param {object} config validated config from loadConfig()
- * @param {{prefix?: string, luaDir?: string, runtime?: 'debian'|'openresty'}} opts
+ * @param {{prefix?: string, luaDir?: string, runtime?: 'debian'|'openresty', bench?: boolean}} opts
+ *   `bench: true` adds the benchmark-only `/__bench/*` locations (scripts/bench.js); never by default.
  * @returns {{prefix: string, nginxConf: string, files: string[]}}
  */
 function render(config, opts = {}) {
@@ -112,7 +114,14 @@ function render(config, opts = {}) {
       package_cpath: [...runtime.lua_cpath, ';'].join(';'),
     },
     routes: ROUTES,
-    nginx_errors: NGINX_ERRORS.map((e) => ({ status: e.status, answer: e.answer || e.status, body: errorBody(e, config) })),
+    bench: opts.bench === true,
+    // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
+    nginx_errors: NGINX_ERRORS.map((e) => ({
+      status: e.status,
+      answer: e.answer || e.status,
+      redirect: e.answer && e.answer !== e.status ? `=${e.answer} ` : '',
+      body: errorBody(e, config),
+    })),
   };
 
   fs.mkdirSync(path.join(prefix, 'conf.d'), { recursive: true });

@@ -84,7 +84,9 @@ test('nginx errors answer in the contract JSON shape', () => {
     error: { code: 'payload_too_large', message: 'request body too large', intake_error_code: null, details: { limit_bytes: 4096 } },
     context: { request_id: '', trace_id: '', tenant_id: '' },
   });
-  expect(conf).toMatch(/error_page 494 \/__beamline_error\/494;/);
+  expect(conf).toMatch(/error_page 494 =400 \/__beamline_error\/494;/);
+  expect(conf).toMatch(/error_page 414 =400 \/__beamline_error\/414;/);
+  expect(conf).toMatch(/error_page 413 \/__beamline_error\/413;/);
 });
 
 test('the rendered config passes nginx -t', () => {
@@ -130,4 +132,28 @@ describe('make check (scripts/check.js)', () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('server.port (from GATEWAY_PORT): must be integer');
   });
+});
+
+test('renders the shared dicts, the JSON access log and the log phase (issue 6)', () => {
+  const prefix = freshPrefix();
+  render(cfg((raw) => {
+    raw.rate_limit = { shared_dict_size_mb: 3 };
+    raw.idempotency = { size_mb: 5 };
+    raw.metrics = { size_mb: 2 };
+    raw.auth = { enabled: true, api_keys: [{ tenant_id: 't1', key_sha256: 'b'.repeat(64) }] };
+  }), { prefix });
+  const lua = fs.readFileSync(path.join(prefix, 'conf.d', '10-lua.conf'), 'utf8');
+  expect(lua).toContain('lua_shared_dict beamline_ratelimit 3m;');
+  expect(lua).toContain('lua_shared_dict beamline_idempotency 5m;');
+  expect(lua).toContain('lua_shared_dict beamline_metrics 2m;');
+  const http = fs.readFileSync(path.join(prefix, 'conf.d', '00-http.conf'), 'utf8');
+  expect(http).toMatch(/log_format beamline_json escape=json/);
+  expect(http).toMatch(/access_log \S+ beamline_json;/);
+  const server = fs.readFileSync(path.join(prefix, 'conf.d', '20-gateway.conf'), 'utf8');
+  expect(server).toContain('log_by_lua_block { require("beamline.phases").log() }');
+  expect(server).toContain('set $beamline_route decide;');
+  expect(server).toMatch(/location = \/metrics \{/);
+  // Key digests stay in the owner-only gateway.json.
+  expect(renderedText(prefix)).not.toContain('b'.repeat(64));
+  expect(testConfig(prefix).ok).toBe(true);
 });

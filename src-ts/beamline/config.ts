@@ -38,6 +38,54 @@ export interface NatsConfig {
     tls: NatsTlsConfig;
 }
 
+export interface RedisConfig {
+    host: string;
+    port: number;
+    password?: string;
+    database: number;
+    timeout_ms: number;
+    pool_size: number;
+    keepalive_ms: number;
+    key_prefix: string;
+    /** fail_open: count in this instance's shared dict meanwhile; fail_closed: 503. */
+    on_error: "fail_open" | "fail_closed";
+    /** After a Redis error, this worker skips Redis for this long (ms). */
+    retry_after_ms: number;
+}
+
+export interface RateLimitBackendConfig {
+    backend: "shared_dict" | "redis";
+    shared_dict_size_mb: number;
+    redis: RedisConfig;
+}
+
+export interface IdempotencyConfig {
+    enabled: boolean;
+    ttl_seconds: number;
+    size_mb: number;
+}
+
+export interface ApiKeyConfig {
+    tenant_id: string;
+    /** SHA-256 of the key, 64 lower-case hex characters. */
+    key_sha256: string;
+    name?: string;
+}
+
+export interface AuthConfig {
+    enabled: boolean;
+    api_keys: ApiKeyConfig[];
+}
+
+export interface CorsConfig {
+    /** Empty: CORS off. "*" (without credentials) or exact origins (scheme://host[:port]). */
+    allowed_origins: string[];
+    allow_credentials: boolean;
+    allowed_headers: string[];
+    expose_headers: string[];
+    max_age_seconds: number;
+}
+
 export interface GatewayConfig {
     version: string;
     server: { listen: string; port: number; workers: number | "auto" };
@@ -48,6 +96,11 @@ export interface GatewayConfig {
     routes: { decide: RouteConfig; messages: RouteConfig };
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number };
+    rate_limit: RateLimitBackendConfig;
+    idempotency: IdempotencyConfig;
+    auth: AuthConfig;
+    cors: CorsConfig;
+    metrics: { size_mb: number };
 }
 
 let current: GatewayConfig | undefined;

@@ -6,6 +6,10 @@ import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
 import * as connection from "./nats/connection";
+import * as auth from "./auth";
+import * as cors from "./cors";
+import * as idempotency from "./idempotency";
+import * as metrics from "./metrics";
 
 type Handler = () => void;
 
@@ -18,8 +22,12 @@ const handlers: { [route: string]: Handler | undefined } = {
     decide: api.decide,
     messages: api.messages,
     decision_lookup: api.decision_lookup,
+    metrics: metrics.serve,
     not_found: health.not_found,
 };
+
+/** How often each worker adds its NATS counters to the shared metrics (seconds). */
+const METRICS_FLUSH_SECONDS = 1;
 
 /**
  * init_by_lua: load the validated config in the master so every worker inherits it. Loading
@@ -32,6 +40,9 @@ export function init(configPath: string): void {
         // Raising here makes nginx refuse to start (and `nginx -t` fail) with this message.
         error("beamline: " + err, 0);
     }
+    // Lookup tables built once here are inherited by every worker.
+    auth.configure(cfg.auth);
+    cors.configure(cfg.cors);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -41,6 +52,10 @@ export function init_worker(): void {
     if (ok === undefined) {
         // The config was validated, so this is a bug; the worker still serves health and errors.
         ngx.log(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
+    }
+    const [tok, terr] = ngx.timer.every(METRICS_FLUSH_SECONDS, metrics.on_timer);
+    if (tok === undefined) {
+        ngx.log(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
     }
 }
 
@@ -53,4 +68,15 @@ export function content(route: string): void {
         return ngx.exit(500);
     }
     handler();
+}
+
+/**
+ * log_by_lua (every request): request metrics, and the release of an Idempotency-Key whose
+ * request ended without completing (only then is `$beamline_idem_pending` set).
+ */
+export function log(): void {
+    if (ngx.var["beamline_idem_pending"] === "1") {
+        idempotency.release_pending();
+    }
+    metrics.log_request();
 }

@@ -2,10 +2,13 @@
  * The API routes (CONTRACT §1–§5): POST /api/v1/routes/decide, POST /api/v1/messages (the same
  * handler, C-GW semantics) and GET /api/v1/routes/decide/{id}.
  *
- * Check order of §5/§10: method → auth → headers (tenant when sent, X-Trace-ID, X-Request-ID,
- * Idempotency-Key) → rate limit → body size → content type → JSON → (legacy: tenant from the
- * body, then the rate limit) → fields → idempotency → Router. Rate limits, auth and
- * idempotency hook in at the marked places.
+ * Check order of §5/§10: method (OPTIONS → CORS preflight when CORS is on) → auth (API key)
+ * → headers (tenant when sent, X-Trace-ID, X-Request-ID, Idempotency-Key; the key's tenant) →
+ * rate limit → body size → content type → JSON → (legacy: tenant from the body, then the rate
+ * limit) → fields → idempotency → Router.
+ *
+ * For the access log and the metrics (log phase) the handler sets `$beamline_tenant_id` (with
+ * the id headers), `$beamline_router_time` and `$beamline_router_code` (after a Router call).
  */
 import * as config from "../config";
 import * as util from "../util";
@@ -15,27 +18,45 @@ import * as model from "../request_model";
 import * as router_client from "../router_client";
 import * as router_reply from "../router_reply";
 import * as decision_cache from "../decision_cache";
+import * as auth from "../auth";
+import * as cors from "../cors";
+import * as rate_limit from "../rate_limit";
+import * as idempotency from "../idempotency";
+import * as metrics from "../metrics";
 
 const get_header = util.get_header;
-const error_response = util.error_response;
 const sfind = string.find;
 const slower = string.lower;
 const ssub = string.sub;
+const sformat = string.format;
 
 type ApiRoute = "decide" | "messages";
 type Context = model.DecideErrorContext;
 
 const RETRY_AFTER = { "Retry-After": "1" };
+const WWW_AUTHENTICATE = { "WWW-Authenticate": "Bearer" };
+/** `details.endpoint` of a 429: the route's path. */
+const ENDPOINTS = { decide: "/api/v1/routes/decide", messages: "/api/v1/messages", decision_lookup: "/api/v1/routes/decide/{id}" };
 
-/** Sets the id headers every API response carries, errors included (CONTRACT §2). */
+/**
+ * Sets the id headers every API response carries, errors included (CONTRACT §2), and the
+ * tenant for the access log.
+ */
 function set_id_headers(c: Context): void {
     ngx.header["X-Trace-Id"] = c.trace_id;
     ngx.header["X-Request-Id"] = c.request_id;
+    ngx.var["beamline_tenant_id"] = c.tenant_id;
 }
 
+/**
+ * Sends a gateway error. When this request holds an Idempotency-Key, the error is its final
+ * response: stored when < 500, the key released otherwise.
+ */
 function fail(status: number, code: string, message: string, c: Context, details?: object, headers?: util.HeaderMap): never {
     set_id_headers(c);
-    return error_response(status, code, message, details, c, headers);
+    const body = util.error_body(code, message, details, c);
+    idempotency.complete(status, body, c.request_id, c.trace_id);
+    return util.json_response(status, body, headers);
 }
 
 function fail_with(e: model.DecideError): never {
@@ -73,6 +94,53 @@ function read_headers(): LuaMultiReturn<[model.DecideHeaders, string | undefined
             model.error_context(undefined, hdr, false), { header: "Idempotency-Key" });
     }
     return $multi(hdr, idem);
+}
+
+/**
+ * The ids known before the headers are validated (for a 401): error_context validates each
+ * value, so raw ones are safe to pass; a repeated header counts as absent.
+ */
+function raw_headers(): model.DecideHeaders {
+    const [tenant] = get_header("x-tenant-id");
+    const [trace] = get_header("x-trace-id");
+    const [request] = get_header("x-request-id");
+    const [tp] = get_header("traceparent");
+    return { tenant_id: tenant, trace_id: trace, request_id: request, traceparent: tp };
+}
+
+/**
+ * Auth step (§2): returns the API key's tenant (nil when auth is off); ends the request with
+ * 401 when auth is on and the key is missing or unknown.
+ */
+function authenticate(): string | undefined {
+    const [tenant, off] = auth.authenticate();
+    if (off) return undefined;
+    if (tenant === undefined) {
+        return fail(401, "unauthorized", "missing or invalid API key", model.error_context(undefined, raw_headers(), false), undefined, WWW_AUTHENTICATE);
+    }
+    return tenant;
+}
+
+/** 403 when the API key belongs to another tenant than the request's. */
+function check_key_tenant(key_tenant: string | undefined, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
+    if (key_tenant !== undefined && key_tenant !== tenant) {
+        return fail(403, "forbidden", "the API key is not valid for this tenant", model.error_context(body, hdr, false));
+    }
+}
+
+/**
+ * Rate-limit step (§5): counts the request on config route `limit_route`; ends it with 429 (or
+ * 503 when the Redis backend is down and `fail_closed`). The headers stay on later responses.
+ */
+function apply_rate_limit(limit_route: ApiRoute, endpoint: string, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
+    const [outcome, limit, window, retry] = rate_limit.check(limit_route, tenant);
+    if (outcome === "allowed") return;
+    const c = model.error_context(body, hdr, false);
+    if (outcome === "unavailable") {
+        return fail(503, "unavailable", "the rate limiter is unavailable", c, undefined, RETRY_AFTER);
+    }
+    return fail(429, "rate_limit_exceeded", "rate limit of " + limit + " requests per " + window + " s exceeded", c,
+        { endpoint, limit, window_seconds: window, retry_after_seconds: retry }, { "Retry-After": retry, "X-RateLimit-Remaining": 0 });
 }
 
 /** Media type check of §10: absent, or exactly application/json (any parameters). */
@@ -119,24 +187,43 @@ function flat_body(reply: { [key: string]: unknown }, n: model.NormalizedDecide)
 
 function handle(route: ApiRoute): void {
     const cfg = config.get();
-    // 1. method (OPTIONS / CORS preflight is answered before this when CORS is enabled).
-    if (ngx.req.get_method() !== "POST") {
+    // 1. method; OPTIONS is the CORS preflight when CORS is on.
+    const method = ngx.req.get_method();
+    if (method !== "POST") {
+        if (method === "OPTIONS" && cors.is_enabled()) {
+            return cors.preflight("POST, OPTIONS");
+        }
+        cors.apply();
         const c = model.error_context(undefined, {}, false);
         set_id_headers(c);
-        return util.method_not_allowed("POST", c);
+        return util.method_not_allowed(cors.is_enabled() ? "POST, OPTIONS" : "POST", c);
     }
-    // 2. auth: API keys hook in here.
+    cors.apply();
+    // 2. auth (API keys)
+    const key_tenant = authenticate();
     // 3. headers
     const [hdr, idempotency_key] = read_headers();
     // 4. rate limit: when the tenant is known from the header, it is counted here.
+    if (hdr.tenant_id !== undefined) {
+        const tenant = hdr.tenant_id;
+        check_key_tenant(key_tenant, tenant, undefined, hdr);
+        apply_rate_limit(route, ENDPOINTS[route], tenant, undefined, hdr);
+    }
     // 5. body size (also enforced by nginx's client_max_body_size for the configured limit)
     const limit = body_limit();
     const cl = tonumber(ngx.var["http_content_length"]);
     if (cl !== undefined && cl > limit) {
         return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), { limit_bytes: limit });
     }
-    // 6. content type
+    // 6. content type. Size comes first (§5): a body without Content-Length (chunked) is read
+    // up to the limit before a bad media type is reported.
     if (!content_type_ok()) {
+        if (cl === undefined) {
+            const [, berr] = util.read_body(limit);
+            if (berr === "payload_too_large") {
+                return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), { limit_bytes: limit });
+            }
+        }
         return fail(415, "unsupported_media_type", "Content-Type must be application/json", model.error_context(undefined, hdr, false));
     }
     // 7. JSON
@@ -156,10 +243,12 @@ function handle(route: ApiRoute): void {
     }
     // 8. legacy bodies may carry the tenant; then the rate limit applies here.
     if (hdr.tenant_id === undefined) {
-        const [, terr] = model.effective_tenant(body, hdr);
+        const [tenant, terr] = model.effective_tenant(body, hdr);
         if (terr !== undefined) {
             return fail_with(terr);
         }
+        check_key_tenant(key_tenant, tenant as string, body, hdr);
+        apply_rate_limit(route, ENDPOINTS[route], tenant as string, body, hdr);
     }
     // 9. fields
     const [n, verr] = model.validate_decide(body, hdr);
@@ -168,16 +257,39 @@ function handle(route: ApiRoute): void {
     }
     const c: Context = { request_id: n.request_id, trace_id: n.trace_id, tenant_id: n.tenant_id };
     set_id_headers(c);
-    // 10. idempotency hooks in here (idempotency_key, raw body).
-    void idempotency_key;
+    const route_cfg = cfg.routes[route];
+    const timeout_ms = route_cfg.timeout_ms ?? cfg.router.request_timeout_ms;
+    // 10. idempotency: claim (tenant, route, key), or answer from / about the stored entry.
+    if (idempotency_key !== undefined && idempotency.is_enabled()) {
+        const [state, status, stored, rid, tid] = idempotency.begin(n.tenant_id, route, idempotency_key, raw, timeout_ms);
+        if (state === "replay") {
+            metrics.idempotency_replay();
+            set_id_headers({ request_id: rid, trace_id: tid, tenant_id: n.tenant_id });
+            return util.json_response(status, stored, { "Idempotent-Replayed": "true" });
+        }
+        if (state === "in_flight") {
+            return fail(409, "conflict", "a request with this Idempotency-Key is still in progress", c);
+        }
+        if (state === "mismatch") {
+            return fail(409, "conflict", "this Idempotency-Key was used with a different request body", c);
+        }
+    }
     // 11. the Router
     const [payload, nats_headers] = model.build_router_request(n);
     if (payload === undefined) {
         return fail(400, "invalid_request", "request body holds a number that cannot be forwarded", c);
     }
-    const route_cfg = cfg.routes[route];
-    const timeout_ms = route_cfg.timeout_ms ?? cfg.router.request_timeout_ms;
+    ngx.update_time();
+    const t0 = ngx.now();
     const [reply, failure] = router_client.decide(payload, nats_headers as string[], { subject: cfg.router.decide_subject, timeout_ms });
+    if (failure !== "payload_too_large" && failure !== "invalid_request") {
+        // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
+        // refused before publishing (too large, unencodable) has none.
+        ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
+        if (failure !== undefined) {
+            ngx.var["beamline_router_code"] = failure;
+        }
+    }
     if (reply === undefined) {
         if (failure === "timeout") {
             return fail(504, "timeout", "the Router did not answer within " + timeout_ms + " ms", c);
@@ -196,6 +308,7 @@ function handle(route: ApiRoute): void {
         return fail(500, "internal", "internal error", c);
     }
     const mapped = router_reply.map_reply(reply);
+    ngx.var["beamline_router_code"] = mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
     if (mapped.body === undefined) {
         ngx.log(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", n.trace_id);
         return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
@@ -211,6 +324,7 @@ function handle(route: ApiRoute): void {
         }
         decision_cache.store(n.tenant_id, n.request_id, n.message_id, out);
     }
+    idempotency.complete(mapped.status, out, n.request_id, n.trace_id);
     util.json_response(mapped.status, out);
 }
 
@@ -228,17 +342,24 @@ const LOOKUP_PREFIX_LEN = "/api/v1/routes/decide/".length;
 export function decision_lookup(): void {
     const method = ngx.req.get_method();
     if (method !== "GET" && method !== "HEAD") {
+        if (method === "OPTIONS" && cors.is_enabled()) {
+            return cors.preflight("GET, HEAD, OPTIONS");
+        }
+        cors.apply();
         const c = model.error_context(undefined, {}, false);
         set_id_headers(c);
-        return util.method_not_allowed("GET, HEAD", c);
+        return util.method_not_allowed(cors.is_enabled() ? "GET, HEAD, OPTIONS" : "GET, HEAD", c);
     }
-    // auth hooks in here
+    cors.apply();
+    const key_tenant = authenticate();
     const [hdr] = read_headers();
     const c = model.error_context(undefined, hdr, false);
     if (hdr.tenant_id === undefined) {
         return fail(400, "invalid_request", "missing X-Tenant-ID header", c, { header: "X-Tenant-ID" });
     }
-    // rate limit (decide route) hooks in here
+    check_key_tenant(key_tenant, hdr.tenant_id, undefined, hdr);
+    // The lookup counts against the decide route's limit (§10).
+    apply_rate_limit("decide", ENDPOINTS.decision_lookup, hdr.tenant_id, undefined, hdr);
     const id = ssub(ngx.var["uri"] as string, LOOKUP_PREFIX_LEN + 1);
     const stored = decision_cache.get(hdr.tenant_id, id);
     set_id_headers(c);

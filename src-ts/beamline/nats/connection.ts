@@ -12,6 +12,7 @@
  * the bottom are testable under plain LuaJIT.
  */
 import * as protocol from "./protocol";
+import * as libcrypto from "../crypto";
 import type { Frame, HeaderMap, HeaderList, Parser } from "./protocol";
 
 const ssub = string.sub;
@@ -150,6 +151,14 @@ let inbox_subject = "";
 let seq = 0;
 let default_timeout_s = 5;
 let ever_connected = false;
+
+// Requests that arrive while the manager is (re)connecting are held instead of failing at once:
+// at worker start (a freshly reloaded worker accepts clients before its handshake is done) and
+// right after a working connection was lost (failover to the next server). The hold ends when
+// the connection is up, when one full pass over the server pool has failed (then NATS is down
+// and requests fail fast again), or after min(request timeout, connect timeout).
+let holding = false;
+let csema: NgxSemaphore | undefined;
 
 // The writer's queue is double-buffered: requests append to `queue` while the writer sends the
 // other table, so a send that yields never sees the array change under it.
@@ -331,6 +340,33 @@ function fail_all(): void {
     qpubs = 0;
 }
 
+/** Sets whether requests are held while connecting; wakes every held request on a change. */
+function set_holding(on: boolean): void {
+    holding = on;
+    const cs = csema;
+    if (cs !== undefined) {
+        const waiting = -cs.count();
+        if (waiting > 0) cs.post(waiting);
+    }
+}
+
+/**
+ * Waits (at most `max_s` seconds) while the connection is being (re)established.
+ * Returns the seconds spent waiting; the caller re-checks `connected`.
+ */
+function wait_for_connection(max_s: number): number {
+    const cs = csema as NgxSemaphore;
+    ngx.update_time();
+    const t0 = ngx.now();
+    let left = max_s;
+    while (!connected && holding && left > 0 && !should_stop()) {
+        cs.wait(left);
+        ngx.update_time();
+        left = max_s - (ngx.now() - t0);
+    }
+    return ngx.now() - t0;
+}
+
 function enqueue(frame: string): void {
     queue[qn] = frame;
     qn++;
@@ -369,7 +405,13 @@ export function request(
     payload: string,
     timeout_ms?: number,
 ): LuaMultiReturn<[string, HeaderMap | undefined, number | undefined] | [undefined, RequestError]> {
-    if (!connected) return $multi(undefined, "not_connected");
+    let t = timeout_ms !== undefined && timeout_ms > 0 ? timeout_ms / 1000 : default_timeout_s;
+    if (!connected) {
+        if (!holding || csema === undefined) return $multi(undefined, "not_connected");
+        const connect_s = (cfg.connect_timeout_ms !== undefined ? cfg.connect_timeout_ms : 2000) / 1000;
+        t -= wait_for_connection(connect_s < t ? connect_s : t);
+        if (!connected || t <= 0) return $multi(undefined, "not_connected");
+    }
     seq++;
     const token = tostr(seq);
     const [frame, size] = hpub(subject, inbox_prefix + token, headers, payload);
@@ -385,7 +427,6 @@ export function request(
     in_flight++;
     enqueue(frame);
     qpubs++;
-    const t = timeout_ms !== undefined && timeout_ms > 0 ? timeout_ms / 1000 : default_timeout_s;
     const [ok] = w.sema.wait(t);
     if (!ok && !w.done) {
         if (waiters[token] === w) {
@@ -698,6 +739,7 @@ function session(srv: Server): boolean {
     if (ever_connected) counters.reconnects++;
     ever_connected = true;
     log(ngx.NOTICE, "connected to ", srv.key, " (max_payload ", max_payload, ")");
+    set_holding(false); // wakes the requests held while connecting
 
     const rt = ngx.thread.spawn(reader, sess);
     const wt = ngx.thread.spawn(writer, sess);
@@ -707,6 +749,9 @@ function session(srv: Server): boolean {
     // their timeout.
     connected = false;
     current_server = undefined;
+    // New requests wait for the reconnect (bounded, see `holding`); in-flight ones cannot be
+    // answered any more.
+    holding = !should_stop();
     fail_all();
     // killing a thread blocked in receive/send closes the socket: fine, we are tearing down
     ngx.thread.kill(rt);
@@ -717,37 +762,54 @@ function session(srv: Server): boolean {
 }
 
 function run(premature: boolean): void {
-    if (premature) return;
+    if (premature) {
+        set_holding(false);
+        return;
+    }
     let failures = 0;
+    /** failed attempts since the last working connection (or the start) */
+    let pass_failures = 0;
     const base = (cfg.reconnect_wait_ms !== undefined ? cfg.reconnect_wait_ms : 100) / 1000;
     const cap = (cfg.reconnect_wait_max_ms !== undefined ? cfg.reconnect_wait_max_ms : 2000) / 1000;
     while (!should_stop()) {
         const srv = pick_server();
+        ngx.update_time();
+        const t_session = ngx.now();
         const [ok, res] = pcall(session, srv);
         if (!ok) {
             // a bug in here must not end the connection manager for the worker's lifetime
             log(ngx.ERR, "connection manager error: ", res);
             connected = false;
             current_server = undefined;
+            set_holding(false);
             fail_all();
         }
         if (should_stop()) break;
         let delay: number;
         if (ok && res === true) {
-            // we had a working connection: retry at once (small jitter spreads the workers)
+            // We had a working connection. With several servers, go to the next one at once
+            // (as the official clients do) unless the session was short-lived (a flapping
+            // server must not make us spin); the same server again after a small jitter that
+            // spreads the workers.
             failures = 0;
-            delay = rand() * base;
+            pass_failures = 0;
+            ngx.update_time();
+            delay = pool.length > 1 && ngx.now() - t_session >= 1 ? 0 : rand() * base;
         } else {
             failures++;
+            pass_failures++;
+            // every server failed once: NATS is down, stop holding requests (they fail fast)
+            if (holding && pass_failures >= pool.length) set_holding(false);
             // exponential backoff per failed attempt, full pool tried before it grows much
             let d = base * 2 ** (failures > 16 ? 16 : failures - 1);
             if (d > cap) d = cap;
             delay = d * (0.5 + 0.5 * rand());
         }
-        sleep_interruptible(delay);
+        if (delay > 0) sleep_interruptible(delay);
     }
     connected = false;
     current_server = undefined;
+    set_holding(false);
     fail_all();
 }
 
@@ -769,6 +831,9 @@ export function start(opts?: ConnectionOptions): LuaMultiReturn<[true, undefined
     const [ws, serr] = sem_new(0);
     if (ws === undefined) return $multi(undefined, "semaphore: " + serr);
     wsema = ws;
+    const [cs, cserr] = sem_new(0);
+    if (cs === undefined) return $multi(undefined, "semaphore: " + cserr);
+    csema = cs;
     const seed_bytes = random_bytes(16);
     // seed the jitter PRNG (1 .. 2^31-2) from the random bytes and the pid
     rng_state = ((sbyte(seed_bytes, 1) * 16777216 + sbyte(seed_bytes, 2) * 65536 + sbyte(seed_bytes, 3) * 256 + sbyte(seed_bytes, 4) + ngx.worker.pid()) % 2147483646) + 1;
@@ -778,8 +843,12 @@ export function start(opts?: ConnectionOptions): LuaMultiReturn<[true, undefined
     // spread workers over the pool
     next_server = floor(rand() * pool.length);
     stopping = false;
+    holding = true; // requests wait for the first connect (bounded)
     const [ok, terr] = ngx.timer.at(0, run);
-    if (ok === undefined) return $multi(undefined, "timer: " + terr);
+    if (ok === undefined) {
+        holding = false;
+        return $multi(undefined, "timer: " + terr);
+    }
     started = true;
     return $multi(true, undefined);
 }
@@ -787,6 +856,7 @@ export function start(opts?: ConnectionOptions): LuaMultiReturn<[true, undefined
 /** Ends the loops at their next poll tick (tests; shutdown uses ngx.worker.exiting()). */
 export function stop(): void {
     stopping = true;
+    set_holding(false);
     if (wsema !== undefined && wsema.count() < 0) wsema.post(1);
 }
 
@@ -929,22 +999,14 @@ function has_symbols(lib: CryptoLib): boolean {
 function load_crypto(): LuaMultiReturn<[CryptoLib, undefined] | [undefined, string]> {
     if (crypto !== undefined) return $multi(crypto, undefined);
     if (crypto_err !== undefined) return $multi(undefined, crypto_err);
-    const ffi = require("ffi") as Ffi;
-    // each declaration separately: another module may have declared some of them already
-    for (const d of CDEFS) pcall(ffi.cdef, d);
-    if (has_symbols(ffi.C)) {
-        crypto = ffi.C;
-        return $multi(crypto, undefined);
+    // The shared loader (beamline.crypto): ffi.C inside nginx, else libcrypto by name.
+    const [lib, err] = libcrypto.load_libcrypto<CryptoLib>(CDEFS, has_symbols, "libcrypto with Ed25519 support not found");
+    if (lib === undefined) {
+        crypto_err = err;
+        return $multi(undefined, crypto_err as string);
     }
-    for (const name of ["crypto", "libcrypto.so.3", "libcrypto.so"]) {
-        const [ok, lib] = pcall(ffi.load, name);
-        if (ok && has_symbols(lib as CryptoLib)) {
-            crypto = lib as CryptoLib;
-            return $multi(crypto, undefined);
-        }
-    }
-    crypto_err = "libcrypto with Ed25519 support not found";
-    return $multi(undefined, crypto_err);
+    crypto = lib;
+    return $multi(crypto, undefined);
 }
 
 function ed25519(seed: string, msg: string | undefined): LuaMultiReturn<[string, string] | [undefined, string]> {

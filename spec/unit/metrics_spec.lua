@@ -1,0 +1,107 @@
+-- beamline.metrics: label normalisation, bucket choice, and the text format rendering.
+local stub = require("ngx_stub")
+local fake = require("fake_shdict")
+local metrics = require("beamline.metrics")
+
+local function lines(text)
+  local out = {}
+  for l in text:gmatch("([^\n]*)\n") do out[#out + 1] = l end
+  return out
+end
+
+local function has(text, line)
+  for _, l in ipairs(lines(text)) do if l == line then return true end end
+  return false
+end
+
+describe("beamline.metrics", function()
+  after_each(function() stub.uninstall() end)
+
+  it("normalises labels to a bounded set", function()
+    assert.equal("POST", metrics.method_label("POST"))
+    assert.equal("OTHER", metrics.method_label("BREW"))
+    assert.equal("ok", metrics.code_label("ok"))
+    assert.equal("validator_blocked", metrics.code_label("validator_blocked"))
+    assert.equal("timeout", metrics.code_label("timeout"))
+    assert.equal("other", metrics.code_label("made_up_by_router\"{"))
+  end)
+
+  it("picks the first bucket whose bound is >= the value", function()
+    assert.equal(0, metrics.bucket_index(0))
+    assert.equal(0, metrics.bucket_index(0.0005))
+    assert.equal(1, metrics.bucket_index(0.0006))
+    assert.equal(10, metrics.bucket_index(1))
+    assert.equal(13, metrics.bucket_index(10))
+    assert.equal(14, metrics.bucket_index(10.5)) -- +Inf
+  end)
+
+  it("formats values", function()
+    assert.equal("0", metrics.format_value(0))
+    assert.equal("42", metrics.format_value(42))
+    assert.equal("0.25", metrics.format_value(0.25))
+  end)
+
+  it("renders counters, cumulative histograms and summed gauges in text format 0.0.4", function()
+    local e = {}
+    e['r|decide|POST|200'] = 3
+    e['r|decide|POST|429'] = 1
+    e['h|d|decide|0'] = 1
+    e['h|d|decide|3'] = 2
+    e['h|d|decide|14'] = 1
+    e['h|d|decide|s'] = 12.5
+    e['c|rr|ok'] = 5
+    e['c|rl|messages'] = 2
+    e['g|nu|0'] = 1
+    e['g|nu|1'] = 1
+    e['p|ns'] = 7
+    e['unknown|key'] = 9
+    e['h|zz|decide|0'] = 9
+    local text = metrics.render(e)
+    assert.equal("\n", text:sub(-1))
+    assert.is_true(has(text, "# TYPE gateway_http_requests_total counter"))
+    assert.is_true(has(text, 'gateway_http_requests_total{route="decide",method="POST",status="200"} 3'))
+    assert.is_true(has(text, 'gateway_http_requests_total{route="decide",method="POST",status="429"} 1'))
+    assert.is_true(has(text, "# TYPE gateway_http_request_duration_seconds histogram"))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_bucket{route="decide",le="0.0005"} 1'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_bucket{route="decide",le="0.0025"} 1'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_bucket{route="decide",le="0.005"} 3'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_bucket{route="decide",le="10"} 3'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_bucket{route="decide",le="+Inf"} 4'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_sum{route="decide"} 12.5'))
+    assert.is_true(has(text, 'gateway_http_request_duration_seconds_count{route="decide"} 4'))
+    assert.is_true(has(text, "gateway_nats_connection_status 2"))
+    assert.is_true(has(text, "gateway_nats_messages_sent_total 7"))
+    assert.is_true(has(text, 'gateway_router_replies_total{code="ok"} 5'))
+    assert.is_true(has(text, 'gateway_rate_limit_hits_total{route="messages"} 2'))
+    for _, l in ipairs(lines(text)) do assert.not_equal(" 9", l:sub(-2)) end -- unknown keys are ignored
+    -- unlabelled counters are always present
+    assert.is_true(has(text, "gateway_nats_reconnects_total 0"))
+    assert.is_true(has(text, "gateway_idempotency_replays_total 0"))
+    -- every family has HELP and TYPE, each exactly once
+    for _, f in ipairs(metrics.FAMILIES) do
+      local n = 0
+      for _, l in ipairs(lines(text)) do if l == "# TYPE " .. f.name .. " " .. f.type then n = n + 1 end end
+      assert.equal(1, n, f.name)
+    end
+  end)
+
+  it("records a request in the log phase with cached keys and no tenant label", function()
+    stub.install({ method = "POST", var = { beamline_route = "decide", beamline_router_time = "0.004", beamline_router_code = "ok" } })
+    local d = fake.new()
+    ngx.shared = { beamline_metrics = d }
+    ngx.status = 200
+    ngx.req.start_time = function() return ngx.now() - 0.003 end
+    package.loaded["beamline.metrics"] = nil
+    local m = require("beamline.metrics")
+    m.log_request()
+    m.log_request()
+    assert.equal(2, d.data['r|decide|POST|200'])
+    assert.equal(2, d.data['h|d|decide|3'])
+    assert.equal(2, d.data['h|R|decide|3'])
+    assert.equal(2, d.data['c|rr|ok'])
+    local text = m.render(d.data)
+    assert.is_true(has(text, 'gateway_http_requests_total{route="decide",method="POST",status="200"} 2'))
+    assert.is_true(has(text, 'gateway_router_request_duration_seconds_count{route="decide"} 2'))
+    assert.is_true(rawequal(m.request_key("decide", "POST", 200), m.request_key("decide", "POST", 200)))
+  end)
+end)

@@ -1,0 +1,153 @@
+/**
+ * beamline.idempotency — Idempotency-Key (CONTRACT §5, §10), in the shared dict
+ * `beamline_idempotency` (`idempotency.size_mb`), so every worker sees the same entries.
+ *
+ * Per (tenant, route, key) one entry, always carrying the SHA-256 of the first request's raw body:
+ *   "P" <sha256 hex>                      the first request is in flight (TTL: the route's Router
+ *                                         timeout + 60 s, so a crashed request cannot pin it)
+ *   "D" <sha256 hex> <status:3> <len(request_id):3> <len(trace_id):3> <request_id><trace_id><body>
+ *                                         its final response (status < 500), for `ttl_seconds`
+ * `begin` claims the key atomically with `add`; a repeat then finds the entry: a different body
+ * hash → 409 (`mismatch`), in flight → 409 (`in_flight`), done → replay the stored status and body
+ * with the original X-Request-Id / X-Trace-Id. The owner `complete`s with its final status: < 500
+ * stores the response, a 5xx deletes the entry so the client may retry. If the request dies
+ * without completing, the log phase (`release_pending`) deletes its in-flight entry.
+ * The hash is part of each entry, so an entry evicted under memory pressure can only be missing,
+ * never answer for another body.
+ */
+import * as config from "./config";
+import * as crypto from "./crypto";
+
+const DICT = "beamline_idempotency";
+const CTX_KEY = "beamline_idem_key";
+const CTX_HASH = "beamline_idem_hash";
+const PENDING_VAR = "beamline_idem_pending";
+
+const ssub = string.sub;
+const sformat = string.format;
+const tonum = tonumber;
+const ceil = math.ceil;
+
+export type Begin = "run" | "replay" | "in_flight" | "mismatch";
+
+/** The dict key: tenant ids and route names cannot contain "|", and the client key comes last. */
+export function entry_key(tenant: string, route: string, key: string): string {
+    return tenant + "|" + route + "|" + key;
+}
+
+export function encode_done(hash: string, status: number, request_id: string, trace_id: string, body: string): string {
+    return "D" + hash + sformat("%03d%03d%03d", status, request_id.length, trace_id.length) + request_id + trace_id + body;
+}
+
+/**
+ * Decodes an entry: kind "P" (in flight) or "D" (done), the body hash, and for "D" the status,
+ * request id, trace id and body. A malformed entry decodes as kind nil.
+ */
+export function decode(entry: string): LuaMultiReturn<[string | undefined, string, number, string, string, string]> {
+    const kind = ssub(entry, 1, 1);
+    const hash = ssub(entry, 2, 65);
+    if (kind === "P" && entry.length === 65) return $multi("P", hash, 0, "", "", "");
+    if (kind !== "D" || entry.length < 74) return $multi(undefined, "", 0, "", "", "");
+    const status = tonum(ssub(entry, 66, 68));
+    const rl = tonum(ssub(entry, 69, 71));
+    const tl = tonum(ssub(entry, 72, 74));
+    if (status === undefined || rl === undefined || tl === undefined || entry.length < 74 + rl + tl) {
+        return $multi(undefined, "", 0, "", "", "");
+    }
+    const rid = ssub(entry, 75, 74 + rl);
+    const tid = ssub(entry, 75 + rl, 74 + rl + tl);
+    return $multi("D", hash, status, rid, tid, ssub(entry, 75 + rl + tl));
+}
+
+let dict: NgxSharedDict | undefined;
+
+function get_dict(): NgxSharedDict | undefined {
+    if (dict === undefined) dict = ngx.shared[DICT];
+    return dict;
+}
+
+export function is_enabled(): boolean {
+    return config.get().idempotency.enabled;
+}
+
+/**
+ * Claims or looks up the key for this request (raw body bytes in `raw`). Returns the outcome and,
+ * for "replay", the stored status, body, request id and trace id.
+ * "run" also covers "cannot store" (dict missing, no memory, no libcrypto): the request then runs
+ * without idempotency, which is logged.
+ */
+export function begin(tenant: string, route: string, key: string, raw: string, timeout_ms: number): LuaMultiReturn<[Begin, number, string, string, string]> {
+    const d = get_dict();
+    const [hash, herr] = crypto.sha256_hex(raw);
+    if (d === undefined || hash === undefined) {
+        ngx.log(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
+        return $multi("run", 0, "", "", "");
+    }
+    const k = entry_key(tenant, route, key);
+    const lock_ttl = ceil(timeout_ms / 1000) + 60;
+    // Two rounds: an entry may expire between a failed add and the get.
+    for (let round = 0; round < 2; round++) {
+        const [ok, err] = d.add(k, "P" + hash, lock_ttl);
+        if (ok) {
+            const ctx = ngx.ctx;
+            ctx[CTX_KEY] = k;
+            ctx[CTX_HASH] = hash;
+            ngx.var[PENDING_VAR] = "1";
+            return $multi("run", 0, "", "", "");
+        }
+        if (err !== "exists") {
+            ngx.log(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
+            return $multi("run", 0, "", "", "");
+        }
+        const [v] = d.get(k);
+        if (typeof v === "string") {
+            const [kind, stored_hash, status, rid, tid, body] = decode(v);
+            if (kind === undefined) {
+                ngx.log(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
+                d.delete(k);
+            } else if (stored_hash !== hash) {
+                return $multi("mismatch", 0, "", "", "");
+            } else if (kind === "P") {
+                return $multi("in_flight", 0, "", "", "");
+            } else {
+                return $multi("replay", status, body, rid, tid);
+            }
+        }
+    }
+    return $multi("in_flight", 0, "", "", "");
+}
+
+/**
+ * The owner's final response: stores it (status < 500) or releases the key (5xx). No-op when this
+ * request owns no key.
+ */
+export function complete(status: number, body: string, request_id: string, trace_id: string): void {
+    const ctx = ngx.ctx;
+    const k = ctx[CTX_KEY] as string | undefined;
+    if (k === undefined) return;
+    ctx[CTX_KEY] = undefined;
+    ngx.var[PENDING_VAR] = "";
+    const d = get_dict();
+    if (d === undefined) return;
+    if (status >= 500) {
+        d.delete(k);
+        return;
+    }
+    const ttl = config.get().idempotency.ttl_seconds;
+    const [ok, err] = d.set(k, encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body), ttl);
+    if (!ok) {
+        // Could not store (too big for the dict): release, so a repeat runs instead of waiting.
+        ngx.log(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
+        d.delete(k);
+    }
+}
+
+/** Log phase: a request that claimed a key but never completed (a Lua error) releases it. */
+export function release_pending(): void {
+    const ctx = ngx.ctx;
+    const k = ctx[CTX_KEY] as string | undefined;
+    if (k === undefined) return;
+    ctx[CTX_KEY] = undefined;
+    const d = get_dict();
+    if (d !== undefined) d.delete(k);
+}
