@@ -74,15 +74,16 @@ function lookup(luaFile, line) {
 
 /**
  * Rewrites every `…dist-lua/x/y.lua:N` in a text to `src-ts/x/y.ts:M (dist-lua/x/y.lua:N)`.
+ * Only the part from `dist-lua/` on is used: Lua shortens long chunk names from the front
+ * (`...ec-wlAFek/dev-copy/dist-lua/…`), so the module path is resolved against `root`.
  * @param {string} text
  * @param {string} root repository root (paths in the output are relative to it)
  */
 function mapText(text, root) {
-  return text.replace(/((?:\/[^\s:'"()]*)?dist-lua\/[\w./-]+\.lua):(\d+)/g, (all, file, line) => {
-    const abs = path.isAbsolute(file) ? file : path.resolve(root, file);
-    const hit = lookup(abs, Number(line));
+  return text.replace(/[^\s:'"()]*?(dist-lua\/[\w./-]+\.lua):(\d+)/g, (all, file, line) => {
+    const hit = lookup(path.join(root, file), Number(line));
     if (!hit) return all;
-    return `${path.relative(root, hit.source)}:${hit.line} (${path.relative(root, abs)}:${line})`;
+    return `${path.relative(root, hit.source)}:${hit.line} (${file}:${line})`;
   });
 }
 
