@@ -15,21 +15,12 @@ const { spawn } = require('child_process');
 const { Supervisor, startLocalStack } = require('./lib/stack');
 const { loadConfig, ConfigError, ROOT } = require('./lib/config');
 const { render } = require('./lib/render');
-const { testConfig, signal } = require('./lib/nginx');
+const { testConfig, signal, workerPids } = require('./lib/nginx');
 const { mapText, clearCache } = require('./lib/sourcemap');
 const { parseArgs } = require('./lib/args');
 
 const TSTL = path.join(ROOT, 'node_modules', 'typescript-to-lua', 'dist', 'tstl.js');
 const say = (msg) => process.stdout.write(`[dev] ${msg}\n`);
-
-/** PIDs of the nginx master's worker processes. */
-function workerPids(masterPid) {
-  try {
-    return fs.readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch (err) {
-    return [];
-  }
-}
 
 function shuttingDown(pid) {
   try {
@@ -101,7 +92,7 @@ async function main() {
 
   // TypeScript: the compiler's own watch mode recompiles only what changed; --noEmitOnError
   // keeps the last good Lua on disk when an edit does not type-check.
-  const tstl = supervisor.start('tstl', process.execPath, [TSTL, '-p', path.join(ROOT, 'tsconfig.json'), '--watch', '--noEmitOnError', '--preserveWatchOutput']);
+  const tstl = supervisor.start('tstl', process.execPath, [TSTL, '-p', path.join(ROOT, 'tsconfig.json'), '--watch', '--noEmitOnError', '--preserveWatchOutput', '--assumeChangesOnlyAffectDirectDependencies']);
   tstl.child.stdout.removeAllListeners('data');
   let initial = true;
   let diagnostics = [];

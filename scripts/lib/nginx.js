@@ -31,4 +31,13 @@ function signal(prefix, sig) {
   if (r.status !== 0) throw new Error(`nginx -s ${sig} failed: ${(r.stderr || '').trim()}`);
 }
 
-module.exports = { nginxBin, prefixArgs, testConfig, signal };
+/** PIDs of a process's direct children (an nginx master's workers); [] when it is gone. */
+function workerPids(masterPid) {
+  try {
+    return fs.readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch (err) {
+    return [];
+  }
+}
+
+module.exports = { nginxBin, prefixArgs, testConfig, signal, workerPids };

@@ -14,7 +14,7 @@ const { startNats, startRouter, track, stopAll, freePort, waitForPortClosed, REP
 const { portOpen } = require('../../scripts/lib/net');
 const { request } = require('../support/gateway');
 const { compileLua } = require('../../scripts/lib/build');
-const { nginxBin } = require('../../scripts/lib/nginx');
+const { nginxBin, workerPids } = require('../../scripts/lib/nginx');
 const { detectRuntime } = require('../../scripts/lib/render');
 
 const ENTRYPOINT = path.join(REPO_ROOT, 'deploy', 'docker-entrypoint.sh');
@@ -114,12 +114,6 @@ function procStatus(pid) {
   return { uid: Number(/^Uid:\s+(\d+)/m.exec(status)[1]), name: /^Name:\s+(\S+)/m.exec(status)[1] };
 }
 
-function childPids(pid) {
-  try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch (e) { return []; }
-}
-
 function healthcheck(args, env = {}) {
   const { command, args: a } = asUser(process.execPath, [HEALTHCHECK, ...args]);
   const r = spawnSync(command, a, { encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 10000 });
@@ -156,7 +150,7 @@ describe('deploy/docker-entrypoint.sh', () => {
     const master = procStatus(gw.pid);
     expect(master.name).toBe('nginx');
     expect(fs.readFileSync(`/proc/${gw.pid}/cmdline`, 'utf8')).toMatch(/^nginx: master process/);
-    const workers = childPids(gw.pid);
+    const workers = workerPids(gw.pid);
     expect(workers.length).toBe(2);
     if (AS_NOBODY) {
       // master and workers unprivileged; no `user` directive needed

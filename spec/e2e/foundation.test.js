@@ -2,13 +2,13 @@
 // End-to-end: the real nginx with the compiled Lua, a real nats-server and the reference
 // Router. Liveness, the JSON 404/405 shapes, nginx's own errors in JSON, no global writes,
 // and `make run`'s orchestrator starting and stopping everything it started.
-const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const { spawn } = require('child_process');
 const { startStack, request } = require('../support/gateway');
 const { stopAll, freePort, tmpRoot } = require('../support/processes');
 const { portOpen } = require('../../scripts/lib/net');
+const { workerPids } = require('../../scripts/lib/nginx');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ERROR_SHAPE = {
@@ -117,7 +117,7 @@ describe('make run (scripts/run.js)', () => {
       }
       const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
       expect(pids).toHaveLength(3); // nats-server, Router, nginx master
-      const workers = fs.readFileSync(`/proc/${pids[2]}/task/${pids[2]}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      const workers = workerPids(pids[2]);
       expect(workers.length).toBeGreaterThanOrEqual(1);
       const r = await request(`http://127.0.0.1:${port}`, { path: '/healthz' });
       expect(r.json).toEqual({ status: 'ok' });

@@ -7,6 +7,7 @@ const fs = require('fs');
 const { startGateway, request } = require('../support/gateway');
 const { startNats, startNatsCluster, startRouter, stopAll } = require('../support/processes');
 const { startLoad, send, decideBody, failures, sleep } = require('../support/load');
+const { workerPids } = require('../../scripts/lib/nginx');
 
 const DECIDE = '/api/v1/routes/decide';
 const TENANT = 't-nats';
@@ -40,15 +41,6 @@ async function waitDecideOk(gw, timeoutMs = 5000) {
     if (r.status === 200) return;
     if (Date.now() > deadline) throw new Error(`decide not 200 after ${timeoutMs} ms: ${r.status || r.error}`);
     await sleep(20);
-  }
-}
-
-/** PIDs of the nginx master's children (the workers). */
-function workerPids(masterPid) {
-  try {
-    return fs.readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch (e) {
-    return [];
   }
 }
 

@@ -40,19 +40,6 @@ describe("beamline.util", function()
       assert.are.same(keys(expected), keys(util.ERROR_STATUS))
       assert.are.equal(500, util.error_status("something_else"))
     end)
-
-    it("maps Router codes per §4, anything else to 500", function()
-      local expected = {
-        invalid_request = 400, unsupported_protocol_version = 400, unauthorized = 401,
-        validator_blocked = 403, policy_not_found = 404, extension_not_found = 404,
-        rate_limit_exceeded = 429, extension_unavailable = 503, extension_timeout = 504,
-        decision_failed = 500, internal = 500, post_processor_failed = 500, extension_error = 500,
-        brand_new_code = 500,
-      }
-      for code, status in pairs(expected) do
-        assert.are.equal(status, util.router_error_status(code), code)
-      end
-    end)
   end)
 
   describe("get_header", function()

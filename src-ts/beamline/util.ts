@@ -43,28 +43,9 @@ const ERROR_STATUS: { [code: string]: number } = {
     timeout: 504,
 };
 
-/** CONTRACT §4: Router error code → HTTP status (anything else → 500). */
-const ROUTER_STATUS: { [code: string]: number } = {
-    invalid_request: 400,
-    unsupported_protocol_version: 400,
-    unauthorized: 401,
-    validator_blocked: 403,
-    policy_not_found: 404,
-    extension_not_found: 404,
-    rate_limit_exceeded: 429,
-    extension_unavailable: 503,
-    extension_timeout: 504,
-};
-
 /** Gateway error code → status (§5); unknown codes → 500. */
 function error_status(code: string): number {
     const s = ERROR_STATUS[code];
-    return s !== undefined ? s : 500;
-}
-
-/** Router error code → status (§4); unknown codes → 500. */
-function router_error_status(code: string): number {
-    const s = ROUTER_STATUS[code];
     return s !== undefined ? s : 500;
 }
 
@@ -280,9 +261,7 @@ function method_not_allowed(allow: string, context?: ErrorContext, headers?: Hea
 
 export {
     ERROR_STATUS,
-    ROUTER_STATUS,
     error_status,
-    router_error_status,
     request_headers,
     get_header,
     read_body,
