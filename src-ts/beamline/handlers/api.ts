@@ -236,10 +236,9 @@ function handle(route: ApiRoute): void {
         ngx.log(ngx.ERR, "beamline: cannot read request body: ", body_msg);
         return fail(500, "internal", "internal error", c);
     }
-    const [body, json_err, json_msg] = util.decode_body_json(raw);
+    const [body, , json_msg] = util.decode_body_json(raw);
     if (body === undefined) {
-        return fail(400, "invalid_request", json_err === "not_object" ? "request body must be a JSON object" : "request body is not valid JSON (" + json_msg + ")",
-            model.error_context(undefined, hdr, false));
+        return fail(400, "invalid_request", json_msg as string, model.error_context(undefined, hdr, false));
     }
     // 8. legacy bodies may carry the tenant; then the rate limit applies here.
     if (hdr.tenant_id === undefined) {
