@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 
 # nginx + the Lua module and lua-resty-core are the OpenResty runtime pieces Debian ships;
 # luajit2 is OpenResty's LuaJIT (busted runs on it); nats-server is the embedded broker.
+# lua-check is luacheck, run over the compiled Lua by `make test`.
 # redis-server + lua-nginx-redis (lua-resty-redis, installed as `nginx.redis`): the optional
 # Redis rate-limit backend and its tests.
 PACKAGES=(nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache luajit2 lua-cjson
-          lua-busted nats-server redis-server lua-nginx-redis wrk curl ca-certificates openssl)
+          lua-busted lua-check nats-server redis-server lua-nginx-redis wrk curl ca-certificates openssl)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()

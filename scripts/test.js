@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 'use strict';
 // `make test`: every test runner of the project, then one totals line for CI:
-//   1. busted (Lua unit specs under LuaJIT, against the compiled dist-lua/)
-//   2. jest   (config/render, CLI and end-to-end tests that start real nginx, nats-server
+//   1. lint   (luacheck over the compiled Lua)
+//   2. busted (Lua unit specs under LuaJIT, against the compiled dist-lua/)
+//   3. jest   (config/render, CLI and end-to-end tests that start real nginx, nats-server
 //              and the reference Router)
 // The last line is `N passed, M failed` over all runners. Exit code ≠ 0 when anything failed.
-//   node scripts/test.js [--only busted|jest] [jest args…]
+//   node scripts/test.js [--only lint|busted|jest] [jest args…]
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -49,6 +50,22 @@ async function busted() {
   return r;
 }
 
+// Linters: each counts as one check (passed or failed). luacheck reads the compiled Lua for
+// what TypeScript cannot see (globals, unused values); settings in .luacheckrc.
+const LINTERS = [
+  ['luacheck', 'luacheck', ['dist-lua', '--no-color', '-q']],
+];
+
+async function lint() {
+  const r = { passed: 0, failed: 0, skipped: 0 };
+  for (const [name, cmd, args] of LINTERS) {
+    const code = await run(cmd, args);
+    console.log(`${name}: ${code === 0 ? 'ok' : 'FAILED'}`);
+    if (code === 0) r.passed++; else r.failed++;
+  }
+  return r;
+}
+
 async function jest(extra) {
   const out = path.join(os.tmpdir(), `beamline-jest-${process.pid}.json`);
   const code = await run(process.execPath, [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--json', `--outputFile=${out}`, ...extra]);
@@ -80,6 +97,7 @@ async function main() {
     process.exit(1);
   }
   const results = [];
+  if (!only || only === 'lint') { console.log('\n== lint =='); results.push(['lint', await lint()]); }
   if (!only || only === 'busted') { console.log('\n== busted (Lua unit specs, LuaJIT) =='); results.push(['busted', await busted()]); }
   if (!only || only === 'jest') { console.log('\n== jest (config, rendering, end-to-end) =='); results.push(['jest', await jest(argv)]); }
   const total = { passed: 0, failed: 0, skipped: 0 };
