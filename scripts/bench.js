@@ -1,0 +1,731 @@
+#!/usr/bin/env node
+'use strict';
+// `npm run bench`: throughput, latency, memory and profile of the gateway on the real stack.
+//
+// Starts its own nginx (config rendered with the benchmark-only /__bench/* locations, access
+// log off), nats-server and the reference Router in `--fast` mode on free loopback ports, warms
+// up, then measures with wrk (scripts/bench/wrk.lua counts every status; any non-2xx voids the
+// run) at each concurrency:
+//   bare     GET  /__bench/bare            a fixed JSON from Lua on the same nginx: the ceiling
+//   healthz  GET  /healthz                 the gateway's cheapest route
+//   decide   POST /api/v1/routes/decide    end to end through NATS and the Router
+//   nats     a direct NATS request loop from Node (scripts/bench/nats-loop.js): one connection,
+//            the same number of requests in flight, same subject/payload/headers, same Router
+// Prints the table and the ratios decide/ceiling and decide/direct-NATS, writes
+// bench/results/bench-<time>.json and .svg.
+//
+//   npm run bench                          the full suite (~10 s per point)
+//   npm run bench -- --quick               2 s per point
+//   npm run bench -- --memory [--requests 1000000]   worker RSS before/after N decide requests
+//   npm run bench -- --profile             allocations, jit.profile, perf stat, strace -c, perf dso split
+//   npm run bench -- --micro               pure-Lua micro-benchmarks of the decide steps (no nginx)
+// Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
+//   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
+//   --config FILE, --out DIR, --max-load L (before starting: wait until the 1-minute load average
+//   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
+//   the cores busy; the load average is printed too but includes the benchmark's own load),
+//   --wait-load S (how long either waits at most, default 300).
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const http = require('http');
+const { spawn, spawnSync } = require('child_process');
+const { parseArgs } = require('./lib/args');
+const { compileLua } = require('./lib/build');
+const { loadConfig, ROOT } = require('./lib/config');
+const { render } = require('./lib/render');
+const { nginxBin, prefixArgs, testConfig } = require('./lib/nginx');
+const { freePort } = require('./lib/net');
+const procs = require('../spec/support/processes');
+const { chart } = require('./bench/svg');
+
+const WRK_SCRIPT = path.join(__dirname, 'bench', 'wrk.lua');
+const NATS_LOOP = path.join(__dirname, 'bench', 'nats-loop.js');
+const TARGETS = ['bare', 'healthz', 'decide', 'nats'];
+const LABELS = {
+  bare: 'bare Lua (ceiling)',
+  healthz: 'GET /healthz',
+  decide: 'POST decide (end to end)',
+  nats: 'direct NATS (Node)',
+};
+// A canonical decide body (CONTRACT §3). No request_id / trace_id: the gateway generates them,
+// as for a client that sends none.
+const DECIDE_BODY = '{"version":"1","task":{"type":"chat","payload":{"text":"hello, router"}},"context":{"user_id":"u-42"}}';
+const TENANT = 'bench';
+// What the gateway publishes for that body (build_router_request), for the direct loop.
+const ROUTER_PAYLOAD = JSON.stringify({
+  version: '1', tenant_id: TENANT, request_id: '6f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f',
+  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', task: { type: 'chat', payload: { text: 'hello, router' } },
+  context: { user_id: 'u-42' },
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (msg) => process.stdout.write(`[bench] ${msg}\n`);
+const children = new Set(); // wrk / perf / strace / node children, killed by PID on interrupt
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+function loadavg() {
+  return os.loadavg().map((v) => v.toFixed(2));
+}
+
+function run(command, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const { onStderr, ...spawnOpts } = opts;
+    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...spawnOpts });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; if (opts.onStderr) opts.onStderr(stderr, child); });
+    child.on('error', (e) => { children.delete(child); reject(e); });
+    child.on('exit', (code, signal) => { children.delete(child); resolve({ code, signal, stdout, stderr, pid: child.pid }); });
+  });
+}
+
+function parseResult(text, what) {
+  const line = text.split('\n').find((l) => l.startsWith('BENCH_RESULT '));
+  if (!line) throw new Error(`${what}: no result line in output:\n${text.slice(-2000)}`);
+  return JSON.parse(line.slice('BENCH_RESULT '.length));
+}
+
+function get(url, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error(`GET ${url}: timeout`)));
+  });
+}
+
+async function getJson(url, headers) {
+  const r = await get(url, headers);
+  if (r.status !== 200) throw new Error(`GET ${url}: ${r.status} ${r.body}`);
+  return JSON.parse(r.body);
+}
+
+/** PIDs of the nginx master's worker processes. */
+function workerPids(masterPid) {
+  const pids = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (ppid === masterPid && /worker process/.test(cmd)) pids.push(Number(d));
+    } catch (e) { /* gone */ }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+/** VmRSS and its parts (KiB) of a process, from /proc/<pid>/status. */
+function rss(pid) {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => { const m = text.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm')); return m ? Number(m[1]) : null; };
+  return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile'), RssShmem: kb('RssShmem'), VmHWM: kb('VmHWM') };
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** CPU time (user + system, ms) a process has used, from /proc/<pid>/stat. */
+function cpuMs(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // utime, stime (fields 14, 15)
+  } catch (e) { return NaN; }
+}
+
+const mib = (kb) => `${(kb / 1024).toFixed(1)} MiB`;
+const signedMib = (kb) => `${kb >= 0 ? '+' : '-'}${(Math.abs(kb) / 1024).toFixed(2)} MiB`;
+const num = (v) => Math.round(v).toLocaleString('en-US');
+
+function version(cmd, args, re) {
+  try {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    const text = `${r.stdout || ''}${r.stderr || ''}`;
+    const m = text.match(re);
+    return m ? m[1] : text.split('\n')[0].trim();
+  } catch (e) { return 'unknown'; }
+}
+
+function dpkgVersion(pkg) {
+  const r = spawnSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function luaVersion(n) {
+  // ngx_lua_version is major*1e6 + minor*1e3 + patch.
+  return `${Math.floor(n / 1e6)}.${Math.floor(n / 1e3) % 1e3}.${n % 1e3}`;
+}
+
+function cpuTimes() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { idle: f[3] + f[4], total: f.reduce((x, y) => x + y, 0) };
+}
+
+/** Percent of all cores busy during the next `ms` (the bench's own stack is idle meanwhile). */
+async function busyPercent(ms = 1000) {
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  return b.total > a.total ? Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 1000) / 10 : 0;
+}
+
+/**
+ * Before each point: how busy the machine is without our load (1 s sample while the stack
+ * idles); with --max-busy P, waits (up to --wait-load s) until at most P % of the cores are busy.
+ */
+async function waitForQuietCpu(maxBusy, waitS) {
+  const deadline = Date.now() + waitS * 1000;
+  for (;;) {
+    const busy = await busyPercent();
+    if (!(maxBusy > 0) || busy <= maxBusy || Date.now() >= deadline) return busy;
+    await sleep(2000);
+  }
+}
+
+async function waitForLowLoad(max, waitS) {
+  if (!(max > 0)) return;
+  const deadline = Date.now() + waitS * 1000;
+  for (;;) {
+    const l1 = os.loadavg()[0];
+    if (l1 < max) { say(`load average ${loadavg().join(' ')} (below ${max}): starting`); return; }
+    if (Date.now() >= deadline) { say(`load average still ${loadavg().join(' ')} after ${waitS} s: running anyway (numbers are distorted)`); return; }
+    say(`load average ${loadavg().join(' ')} is above ${max}: waiting…`);
+    await sleep(15000);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stack
+// ---------------------------------------------------------------------------------------------
+
+async function startBenchStack(opts) {
+  const c = compileLua({ log: say });
+  if (c.built) say(`lua compiled in ${c.ms} ms`);
+  // A private copy of the compiled Lua: other builds in the repo (tests running at the same
+  // time) must not change the modules under a running benchmark.
+  const luaDir = path.join(procs.tmpRoot(), 'dist-lua');
+  fs.cpSync(path.join(ROOT, 'dist-lua'), luaDir, { recursive: true });
+  // nginx workers run unprivileged (Debian: nobody) and load beamline.bench on first use, so
+  // they must be able to read it: the temp dir is 0700 by default.
+  fs.chmodSync(procs.tmpRoot(), 0o755);
+
+  const nats = await procs.startNats();
+  const router = await procs.startRouter({ natsUrl: nats.url, args: ['--fast'] });
+  const port = await freePort();
+  const prefix = path.join(procs.tmpRoot(), 'nginx');
+  const { config } = loadConfig({
+    file: opts.config,
+    env: {},
+    overrides: (raw) => {
+      raw.server = { ...(raw.server || {}), listen: '127.0.0.1', port };
+      if (opts.workers) raw.server.workers = opts.workers;
+      raw.nats = { ...(raw.nats || {}), servers: [nats.url] };
+      // No access log for the run (the config allows "off"); errors still go to the prefix.
+      raw.log = { ...(raw.log || {}), access_log: 'off', level: 'warn' };
+      // Rate limits must not answer 429 to the benchmark's single tenant.
+      raw.routes = raw.routes || {};
+      for (const r of ['decide', 'messages']) {
+        raw.routes[r] = { ...(raw.routes[r] || {}) };
+        raw.routes[r].rate_limit = { ...(raw.routes[r].rate_limit || {}), limit: 1e9 };
+      }
+    },
+  });
+  render(config, { prefix, luaDir, bench: true });
+  const t = testConfig(prefix);
+  if (!t.ok) throw new Error(`nginx -t failed:\n${t.output}`);
+  const nginx = await procs.startProcess({ name: 'nginx', command: nginxBin(), args: prefixArgs(prefix), readyPort: port });
+  const url = `http://127.0.0.1:${port}`;
+  // Ready = every worker... at least the one that answers is connected to NATS.
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const r = await get(`${url}/readyz`).catch(() => ({ status: 0 }));
+    if (r.status === 200) break;
+    if (Date.now() > deadline) throw new Error(`gateway not ready after 15 s:\n${nginx.tail()}`);
+    await sleep(50);
+  }
+  const errorLog = path.join(prefix, 'logs', 'error.log');
+  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir };
+}
+
+async function describeMachine(stack) {
+  const info = await getJson(`${stack.url}/__bench/info`);
+  const cpus = os.cpus();
+  return {
+    cores: os.cpus().length,
+    cpu_model: cpus.length ? cpus[0].model : 'unknown',
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    kernel: os.release(),
+    nginx: version(nginxBin(), ['-v'], /nginx\/(\S+)/),
+    lua_module: `${luaVersion(info.ngx_lua_version)} (libnginx-mod-http-lua ${dpkgVersion('libnginx-mod-http-lua') || '?'})`,
+    luajit: `${info.jit_version}${dpkgVersion('luajit2') ? ` (luajit2 ${dpkgVersion('luajit2')})` : ''}`,
+    lua_cjson: info.cjson_version,
+    nats_server: version(procs.NATS_SERVER_BIN, ['--version'], /v(\d\S*)/),
+    node: process.version,
+    nats_js: require('nats/package.json').version,
+    wrk: version('wrk', ['-v'], /wrk (\S+)/),
+    nginx_workers: stack.config.server.workers,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+// ---------------------------------------------------------------------------------------------
+
+function bodyFile() {
+  const f = path.join(procs.tmpRoot(), 'decide-body.json');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, DECIDE_BODY);
+  return f;
+}
+
+function targetRequest(stack, target) {
+  if (target === 'bare') return { url: `${stack.url}/__bench/bare`, method: 'GET', body: '-', headers: [] };
+  if (target === 'healthz') return { url: `${stack.url}/healthz`, method: 'GET', body: '-', headers: [] };
+  if (target === 'decide') return { url: `${stack.url}/api/v1/routes/decide`, method: 'POST', body: bodyFile(), headers: [`X-Tenant-ID=${TENANT}`] };
+  throw new Error(`no HTTP request for target ${target}`);
+}
+
+/** One wrk run. limitTotal > 0: stop after about that many responses (the duration is a cap). */
+async function wrk(stack, target, c, durationS, { threads, limitTotal = 0 } = {}) {
+  const t = Math.max(1, Math.min(threads || (c === 1 ? 1 : 2), c));
+  const r = targetRequest(stack, target);
+  const perThread = limitTotal > 0 ? Math.ceil(limitTotal / t) : 0;
+  const args = ['-t', String(t), '-c', String(c), '-d', `${durationS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, r.url,
+    '--', r.method, r.body, String(perThread), ...r.headers];
+  // With a limit, each wrk thread stops itself and says so on stderr; wrk's main thread only
+  // wakes at the end of -d, so once every thread has stopped it gets SIGINT (it then prints
+  // its summary as usual).
+  let interrupted = false;
+  const onStderr = limitTotal > 0 ? (text, child) => {
+    if (!interrupted && (text.match(/BENCH_LIMIT/g) || []).length >= t) { interrupted = true; child.kill('SIGINT'); }
+  } : undefined;
+  const out = await run('wrk', args, { onStderr });
+  if (out.code !== 0) throw new Error(`wrk exited with ${out.code}:\n${out.stderr}${out.stdout}`);
+  const res = parseResult(out.stdout, `wrk ${target} c${c}`);
+  return normalize(target, c, res);
+}
+
+async function natsLoop(stack, c, durationS, warmupS) {
+  const f = path.join(procs.tmpRoot(), 'router-payload.json');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, ROUTER_PAYLOAD);
+  const out = await run(process.execPath, [NATS_LOOP, '--url', stack.nats.url, '--subject', stack.config.router.decide_subject,
+    '--concurrency', String(c), '--duration', String(durationS), '--warmup', String(warmupS), '--payload-file', f]);
+  if (out.code !== 0) throw new Error(`nats-loop exited with ${out.code}:\n${out.stderr}`);
+  return normalize('nats', c, parseResult(out.stdout, `nats c${c}`));
+}
+
+function normalize(target, c, r) {
+  const socket = r.socket_errors ? Object.values(r.socket_errors).reduce((a, b) => a + b, 0) : 0;
+  const seconds = r.duration_us / 1e6;
+  return {
+    target,
+    concurrency: c,
+    requests: r.requests,
+    seconds: Math.round(seconds * 1000) / 1000,
+    rps: r.requests / seconds,
+    p50_ms: r.latency_us.p['50'] / 1000,
+    p90_ms: r.latency_us.p['90'] / 1000,
+    p99_ms: r.latency_us.p['99'] / 1000,
+    p999_ms: r.latency_us.p['99.9'] / 1000,
+    max_ms: r.latency_us.max / 1000,
+    non2xx: r.non2xx,
+    socket_errors: socket,
+    errors: r.non2xx + socket,
+    detail: { statuses: r.statuses, socket_errors: r.socket_errors, errors: r.errors },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+function pad(s, n, left = false) {
+  s = String(s);
+  return left ? s.padEnd(n) : s.padStart(n);
+}
+
+function table(results) {
+  const lines = [];
+  lines.push(`${pad('target', 26, true)}${pad('conc', 6)}${pad('req/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('p99.9 ms', 10)}${pad('errors', 8)}${pad('nginx µs/req', 14)}`);
+  for (const r of results) {
+    lines.push(`${pad(LABELS[r.target], 26, true)}${pad(r.concurrency, 6)}${pad(num(r.rps), 10)}${pad(r.p50_ms.toFixed(2), 9)}`
+      + `${pad(r.p99_ms.toFixed(2), 9)}${pad(r.p999_ms.toFixed(2), 10)}${pad(r.errors, 8)}`
+      + `${pad(r.target === 'nats' || !r.cpu_us_per_request ? '—' : r.cpu_us_per_request.nginx_workers.toFixed(1), 14)}`);
+  }
+  return lines.join('\n');
+}
+
+function ratios(results, levels) {
+  const by = (t, c) => results.find((r) => r.target === t && r.concurrency === c);
+  return levels.map((c) => {
+    const d = by('decide', c);
+    const b = by('bare', c);
+    const n = by('nats', c);
+    return {
+      concurrency: c,
+      decide_over_ceiling: d && b ? d.rps / b.rps : null,
+      decide_over_direct_nats: d && n ? d.rps / n.rps : null,
+      decide_p99_ms: d ? d.p99_ms : null,
+    };
+  });
+}
+
+function ratioTable(rs) {
+  const f = (v) => (v === null ? '—' : v.toFixed(2));
+  return [`${pad('conc', 6)}${pad('decide/ceiling', 16)}${pad('decide/direct-NATS', 20)}${pad('decide p99 ms', 15)}`,
+    ...rs.map((r) => `${pad(r.concurrency, 6)}${pad(f(r.decide_over_ceiling), 16)}${pad(f(r.decide_over_direct_nats), 20)}${pad(r.decide_p99_ms === null ? '—' : r.decide_p99_ms.toFixed(2), 15)}`)].join('\n');
+}
+
+function machineText(m) {
+  return `${m.cores} cores (${m.cpu_model}), ${m.memory_gib} GiB, Linux ${m.kernel}; nginx ${m.nginx} with ${m.nginx_workers} worker(s), `
+    + `lua-nginx-module ${m.lua_module}, ${m.luajit}, lua-cjson ${m.lua_cjson}, nats-server ${m.nats_server}, `
+    + `node ${m.node} (nats.js ${m.nats_js}), wrk ${m.wrk}`;
+}
+
+function stamp() {
+  return new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes
+// ---------------------------------------------------------------------------------------------
+
+async function warmup(stack, targets, seconds) {
+  say(`warming up (${seconds} s per HTTP target at c64)…`);
+  for (const t of targets.filter((x) => x !== 'nats')) {
+    const r = await wrk(stack, t, 64, seconds);
+    if (r.errors) throw new Error(`warm-up of ${t} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
+  }
+}
+
+async function suite(stack, o) {
+  const results = [];
+  const worker = workerPids(stack.nginx.pid);
+  const rssBefore = worker.map(rss);
+  const heapBefore = await getJson(`${stack.url}/__bench/info?gc=1`);
+  let decideRequests = 0;
+  for (const c of o.levels) {
+    for (const t of o.targets) {
+      // A short unmeasured run of the same point first: without it the first point after the
+      // warm-up measured up to 2x slower at c1, whichever target it was.
+      if (t !== 'nats') await wrk(stack, t, c, 1, { threads: o.threads });
+      const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
+      process.stdout.write(`[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${pad(LABELS[t], 26, true)} c${pad(c, 3, true)} … `);
+      const pids = { nginx_workers: worker, nats_server: [stack.nats.pid], router: [stack.router.pid] };
+      const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, v.reduce((x, p) => x + cpuMs(p), 0)]));
+      const r = t === 'nats' ? await natsLoop(stack, c, o.duration, Math.min(2, o.duration)) : await wrk(stack, t, c, o.duration, { threads: o.threads });
+      // CPU time per request of each stack process (the nats target measures the Router loop).
+      r.cpu_us_per_request = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k,
+        Math.round(((v.reduce((x, p) => x + cpuMs(p), 0) - cpu0[k]) * 1000 / r.requests) * 10) / 10]));
+      r.load_before = os.loadavg();
+      r.others_busy_percent_before = busy;
+      results.push(r);
+      if (t === 'decide') decideRequests += r.requests;
+      process.stdout.write(`${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, p99.9 ${r.p999_ms.toFixed(2)} ms, errors ${r.errors}, `
+        + `worker CPU ${r.cpu_us_per_request.nginx_workers} µs/req`
+        + `${r.errors ? ` ${JSON.stringify(r.detail)}` : ''}\n`);
+    }
+  }
+  const heapAfter = await getJson(`${stack.url}/__bench/info?gc=1`);
+  const rssAfter = worker.map(rss);
+  return {
+    results,
+    memory: worker.map((pid, i) => ({
+      pid, decide_requests: decideRequests, before_kb: rssBefore[i], after_kb: rssAfter[i],
+      growth_kb: rssAfter[i].VmRSS - rssBefore[i].VmRSS,
+      lua_heap_kb_before: heapBefore.lua_kb, lua_heap_kb_after: heapAfter.lua_kb,
+    })),
+  };
+}
+
+async function memoryMode(stack, o) {
+  const worker = workerPids(stack.nginx.pid);
+  const c = o.levels.includes(64) ? 64 : o.levels[0];
+  const total = o.requests;
+  const chunk = Math.max(10000, Math.ceil(total / 10));
+  say(`memory: ${num(total)} decide requests at c${c} in chunks of ${num(chunk)}; nginx worker pid(s) ${worker.join(', ')}`);
+  const heap0 = await getJson(`${stack.url}/__bench/info?gc=1`);
+  const before = worker.map(rss);
+  const show = (label, r, heap) => say(`${label}: ${worker.map((p, i) => `pid ${p} VmRSS ${mib(r[i].VmRSS)} (anon ${mib(r[i].RssAnon)}, shmem ${mib(r[i].RssShmem)}, file ${mib(r[i].RssFile)})`).join('; ')}${heap ? `, Lua heap ${heap.lua_kb} KiB` : ''}`);
+  show('before', before, heap0);
+  let done = 0;
+  const t0 = Date.now();
+  const progress = [];
+  while (done < total) {
+    const n = Math.min(chunk, total - done);
+    const r = await wrk(stack, 'decide', c, 600, { limitTotal: n });
+    if (r.errors) throw new Error(`memory run: ${r.errors} errors after ${num(done)} requests: ${JSON.stringify(r.detail)}`);
+    done += r.requests;
+    const now = worker.map(rss);
+    progress.push({ requests: done, rss_kb: now.map((x) => x.VmRSS), anon_kb: now.map((x) => x.RssAnon) });
+    say(`  ${num(done).padStart(11)} / ${num(total)} requests (${Math.round((Date.now() - t0) / 1000)} s, ${num(r.rps)} req/s, load ${loadavg()[0]}): `
+      + `VmRSS ${worker.map((p, i) => `${mib(now[i].VmRSS)} (${signedMib(now[i].VmRSS - before[i].VmRSS)})`).join(', ')}, anon ${worker.map((p, i) => signedMib(now[i].RssAnon - before[i].RssAnon)).join(', ')}`);
+  }
+  const heap1 = await getJson(`${stack.url}/__bench/info?gc=1`);
+  const after = worker.map(rss);
+  show('after', after, heap1);
+  for (let i = 0; i < worker.length; i++) {
+    say(`growth over ${num(done)} decide requests (pid ${worker[i]}): VmRSS ${signedMib(after[i].VmRSS - before[i].VmRSS)}, `
+      + `RssAnon ${signedMib(after[i].RssAnon - before[i].RssAnon)}, RssShmem ${signedMib(after[i].RssShmem - before[i].RssShmem)} `
+      + `(shared dicts: the decision cache is ${stack.config.decision_cache.size_mb} MiB), Lua heap after full GC ${(heap1.lua_kb - heap0.lua_kb).toFixed(1)} KiB`);
+  }
+  return {
+    concurrency: c, requests: done, seconds: (Date.now() - t0) / 1000,
+    workers: worker.map((pid, i) => ({ pid, before_kb: before[i], after_kb: after[i], growth_kb: after[i].VmRSS - before[i].VmRSS, anon_growth_kb: after[i].RssAnon - before[i].RssAnon })),
+    lua_heap_kb: { before: heap0.lua_kb, after: heap1.lua_kb }, progress,
+  };
+}
+
+async function profileMode(stack, o) {
+  const [worker] = workerPids(stack.nginx.pid);
+  const out = { worker };
+  const d = Math.max(3, Math.min(o.duration, 10));
+  const c = 64;
+
+  // 0. What the OpenResty APIs of the decide path cost, timed inside the worker.
+  out.ngx_costs = await getJson(`${stack.url}/__bench/profile?action=ngx_costs`, { 'X-Tenant-ID': TENANT, 'Content-Type': 'application/json' });
+  say(`OpenResty API costs in the worker (ns/call): ${Object.entries(out.ngx_costs).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+
+  // 1. Lua allocations per request: the collector is stopped, heap growth / requests.
+  out.allocations = {};
+  for (const t of ['bare', 'healthz', 'decide']) {
+    const n = 20000;
+    await getJson(`${stack.url}/__bench/profile?action=gc_stop`);
+    const r = await wrk(stack, t, 16, 60, { limitTotal: n });
+    const a = await getJson(`${stack.url}/__bench/profile?action=gc_count`);
+    await getJson(`${stack.url}/__bench/profile?action=gc_restart`);
+    out.allocations[t] = { requests: r.requests, bytes_per_request: Math.round((a.allocated_kb * 1024) / r.requests) };
+    say(`Lua allocation per request, ${LABELS[t]}: ${out.allocations[t].bytes_per_request} bytes (${num(r.requests)} requests, GC stopped)`);
+  }
+
+  // 2. perf stat on the worker (software counters; this VM has no hardware counters).
+  {
+    say(`perf stat on worker ${worker} during ${d} s of decide at c${c}…`);
+    const perf = spawn('perf', ['stat', '-x', ',', '-e', 'task-clock,context-switches,cpu-migrations,page-faults', '-p', String(worker)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.add(perf);
+    let err = '';
+    perf.stderr.on('data', (x) => { err += x; });
+    await sleep(300);
+    const r = await wrk(stack, 'decide', c, d);
+    const exited = new Promise((res) => perf.on('exit', res));
+    perf.kill('SIGINT');
+    await exited;
+    children.delete(perf);
+    const counters = {};
+    for (const line of err.split('\n')) {
+      const f = line.split(',');
+      if (f.length > 3 && f[2]) counters[f[2]] = Number(f[0]);
+    }
+    out.perf_stat = { requests: r.requests, rps: r.rps, counters,
+      cpu_us_per_request: counters['task-clock'] ? (counters['task-clock'] * 1000) / r.requests : null,
+      context_switches_per_request: counters['context-switches'] / r.requests };
+    say(`  ${num(r.rps)} req/s; worker CPU ${out.perf_stat.cpu_us_per_request ? out.perf_stat.cpu_us_per_request.toFixed(1) : '?'} µs/request, `
+      + `${(out.perf_stat.context_switches_per_request || 0).toFixed(3)} context switches/request, page faults ${counters['page-faults']}`);
+  }
+
+  // 3. perf record: where the worker's CPU goes, by shared object.
+  {
+    const data = path.join(procs.tmpRoot(), 'perf.data');
+    say(`perf record (cpu-clock) on worker during ${d} s of decide at c${c}…`);
+    const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', '2000', '-o', data, '-p', String(worker)], { stdio: 'ignore' });
+    children.add(perf);
+    await sleep(300);
+    await wrk(stack, 'decide', c, d);
+    const exited = new Promise((res) => perf.on('exit', res));
+    perf.kill('SIGINT');
+    await exited;
+    children.delete(perf);
+    const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'dso', '--percent-limit', '0.5'], { encoding: 'utf8' });
+    const dsos = (rep.stdout || '').split('\n').filter((l) => /^\s+\d/.test(l)).map((l) => l.trim().replace(/\s+/g, ' '));
+    const sym = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'dso,sym', '--percent-limit', '1'], { encoding: 'utf8' });
+    const syms = (sym.stdout || '').split('\n').filter((l) => /^\s+\d/.test(l)).map((l) => l.trim().replace(/\s+/g, ' ')).slice(0, 30);
+    out.perf_dso = dsos;
+    out.perf_symbols = syms;
+    say('  CPU by object:');
+    for (const l of dsos) say(`    ${l}`);
+    say('  top symbols:');
+    for (const l of syms.slice(0, 20)) say(`    ${l}`);
+  }
+
+  // 4. strace -c: system calls per request (strace slows the worker; the counts stay valid).
+  {
+    say(`strace -c on worker during ${d} s of decide at c16…`);
+    const file = path.join(procs.tmpRoot(), 'strace.txt');
+    const st = spawn('strace', ['-c', '-f', '-o', file, '-p', String(worker)], { stdio: 'ignore' });
+    children.add(st);
+    await sleep(500);
+    const r = await wrk(stack, 'decide', 16, d);
+    const exited = new Promise((res) => st.on('exit', res));
+    st.kill('SIGINT');
+    await exited;
+    children.delete(st);
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const calls = {};
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 5 && /^\d/.test(f[0]) && f[f.length - 1] !== 'total') calls[f[f.length - 1]] = Number(f[3]);
+    }
+    out.strace = { requests: r.requests, per_request: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round((v / r.requests) * 100) / 100]).sort((a, b) => b[1] - a[1])) };
+    say(`  system calls per decide request (${num(r.requests)} requests): ${Object.entries(out.strace.per_request).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+
+  // 5. LuaJIT's sampling profiler inside the worker.
+  {
+    say(`jit.profile in the worker during ${d} s of decide at c${c}…`);
+    await getJson(`${stack.url}/__bench/profile?action=start`);
+    await wrk(stack, 'decide', c, d);
+    const p = await getJson(`${stack.url}/__bench/profile?action=stop`);
+    const strip = (k) => k.split(stack.luaDir + '/').join('').split('/usr/share/lua/5.1/').join('');
+    for (const list of [p.leaf, p.stacks]) for (const e of list) e[0] = strip(e[0]);
+    out.jit_profile = p;
+    const pct = (n) => `${((n * 100) / p.samples).toFixed(1)}%`;
+    say(`  ${p.samples} samples; VM state: ${p.vmstate.map(([k, n]) => `${{ N: 'compiled', I: 'interpreted', C: 'C code', G: 'GC', J: 'JIT compiler' }[k] || k} ${pct(n)}`).join(', ')}`);
+    say('  top lines:');
+    for (const [k, n] of p.leaf.slice(0, 25)) say(`    ${pct(n).padStart(6)}  ${k}`);
+    say('  top stacks (leaf < callers):');
+    for (const [k, n] of p.stacks.slice(0, 15)) say(`    ${pct(n).padStart(6)}  ${k}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  let a;
+  try {
+    a = parseArgs(process.argv.slice(2), {
+      boolean: ['quick', 'memory', 'profile', 'micro', 'help'],
+      string: ['duration', 'concurrency', 'targets', 'workers', 'threads', 'requests', 'config', 'max-load', 'max-busy', 'wait-load', 'out'],
+    });
+  } catch (e) {
+    process.stderr.write(`[bench] ${e.message} (see --help)\n`);
+    return 2;
+  }
+  if (a.help) {
+    // The header comment of this file (the lines after the shebang and 'use strict').
+    const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
+    const head = lines.slice(0, lines.findIndex((l) => !l.startsWith('//')));
+    process.stdout.write(head.map((l) => l.slice(3)).join('\n') + '\n');
+    return 0;
+  }
+  const o = {
+    duration: Number(a.duration || (a.quick ? 2 : 10)),
+    levels: (a.concurrency || '1,16,64,256').split(',').map(Number),
+    targets: (a.targets || TARGETS.join(',')).split(','),
+    workers: a.workers ? (a.workers === 'auto' ? 'auto' : Number(a.workers)) : undefined,
+    threads: a.threads ? Number(a.threads) : undefined,
+    requests: Number(a.requests || 1000000),
+    config: a.config ? path.resolve(a.config) : undefined,
+    maxLoad: a['max-load'] ? Number(a['max-load']) : 0,
+    maxBusy: a['max-busy'] ? Number(a['max-busy']) : 0,
+    waitLoad: Number(a['wait-load'] || 300),
+    outDir: path.resolve(a.out || path.join(ROOT, 'bench', 'results')),
+  };
+  for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
+  if (o.levels.some((c) => !(c >= 1))) throw new Error('--concurrency: positive integers, comma-separated');
+
+  say(`load average ${loadavg().join(' ')} on ${os.cpus().length} cores (other processes on this machine distort the numbers)`);
+  if (a.micro) {
+    // Pure-Lua micro-benchmarks of the decide steps, no nginx (scripts/bench/micro.lua).
+    compileLua({ log: say });
+    const r = spawnSync('luajit', [path.join(__dirname, 'bench', 'micro.lua'), path.join(ROOT, 'dist-lua')], { stdio: 'inherit' });
+    return r.status === 0 ? 0 : 1;
+  }
+  await waitForLowLoad(o.maxLoad, o.waitLoad);
+  const stack = await startBenchStack(o);
+  say(`stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), `
+    + `reference Router --fast (pid ${stack.router.pid}); access log off`);
+  const machine = await describeMachine(stack);
+  say(`machine: ${machineText(machine)}`);
+  fs.mkdirSync(o.outDir, { recursive: true });
+  const ts = stamp();
+  let code = 0;
+
+  if (a.memory) {
+    await warmup(stack, ['decide'], a.quick ? 1 : 3);
+    const m = await memoryMode(stack, o);
+    const file = path.join(o.outDir, `memory-${ts}.json`);
+    fs.writeFileSync(file, JSON.stringify({ kind: 'memory', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...m }, null, 2));
+    say(`written ${path.relative(ROOT, file)}`);
+    return 0;
+  }
+  if (a.profile) {
+    await warmup(stack, ['bare', 'healthz', 'decide'], a.quick ? 1 : 3);
+    const p = await profileMode(stack, o);
+    const file = path.join(o.outDir, `profile-${ts}.json`);
+    fs.writeFileSync(file, JSON.stringify({ kind: 'profile', date: new Date().toISOString(), machine, ...p }, null, 2));
+    say(`written ${path.relative(ROOT, file)}`);
+    return 0;
+  }
+
+  await warmup(stack, o.targets, a.quick ? 1 : 3);
+  const { results, memory } = await suite(stack, o);
+  const rs = ratios(results, o.levels);
+  const voided = results.filter((r) => r.errors > 0);
+  process.stdout.write(`\n${table(results)}\n\n${ratioTable(rs)}\n\n`);
+  for (const m of memory) {
+    say(`nginx worker ${m.pid}: VmRSS ${mib(m.before_kb.VmRSS)} → ${mib(m.after_kb.VmRSS)} (${signedMib(m.growth_kb)}) over this run's ${num(m.decide_requests)} decide requests; `
+      + `Lua heap after full GC ${m.lua_heap_kb_before} → ${m.lua_heap_kb_after} KiB (this includes nginx and Lua growing to the highest concurrency's `
+      + `connections and requests in flight; \`--memory\` checks for leaks: 1,000,000 decide requests at one concurrency)`);
+  }
+  say(`machine: ${machineText(machine)}; load average at the end ${loadavg().join(' ')}`);
+  const doc = { kind: 'throughput', date: new Date().toISOString(), machine, options: { duration_s: o.duration, levels: o.levels, targets: o.targets, threads: o.threads || 'c=1: 1, else 2', decide_body: DECIDE_BODY },
+    void: voided.length > 0, results, ratios: rs, memory };
+  const base = path.join(o.outDir, `bench-${ts}`);
+  fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2));
+  const series = o.targets.map((t) => ({ name: t, label: LABELS[t], points: results.filter((r) => r.target === t).map((r) => ({ c: r.concurrency, rps: r.rps, p99_ms: r.p99_ms })) }));
+  fs.writeFileSync(`${base}.svg`, chart({
+    levels: o.levels, series,
+    title: `Beamline gateway: ${o.duration} s per point${voided.length ? ' (VOID: errors)' : ''}`,
+    subtitle: `${machine.cores} cores, ${machine.nginx_workers} nginx worker(s), nginx ${machine.nginx}, ${machine.luajit.split(' (')[0]}, nats-server ${machine.nats_server}, ${doc.date.slice(0, 16)}Z`,
+  }));
+  say(`written ${path.relative(ROOT, base)}.json and .svg`);
+  if (voided.length) {
+    process.stderr.write(`[bench] VOID: ${voided.length} run(s) had errors (non-2xx or socket errors): `
+      + `${voided.map((r) => `${r.target} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
+    code = 1;
+  }
+  const errs = fs.existsSync(stack.errorLog) ? fs.readFileSync(stack.errorLog, 'utf8').split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l)) : [];
+  if (errs.length) say(`nginx error log has ${errs.length} error line(s), e.g.: ${errs[0]}`);
+  return code;
+}
+
+let exiting = false;
+let cleaning = null;
+/** Stops wrk & co., then the stack (nginx, Router, nats-server) by PID; one run however often called. */
+function cleanup() {
+  if (!cleaning) {
+    cleaning = (async () => {
+      for (const c of children) { try { c.kill('SIGKILL'); } catch (e) { /* gone */ } }
+      await procs.stopAll().catch((e) => process.stderr.write(`[bench] stop: ${e.message}\n`));
+    })();
+  }
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    if (exiting) return;
+    exiting = true;
+    process.stderr.write(`\n[bench] ${sig}: stopping\n`);
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+main().then(async (code) => {
+  await cleanup();
+  process.exit(code);
+}, async (err) => {
+  process.stderr.write(`[bench] ${err.stack || err.message}\n`);
+  await cleanup();
+  process.exit(1);
+});
