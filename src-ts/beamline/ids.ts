@@ -125,8 +125,13 @@ function random_hex(n: number): string {
 }
 
 /** A new trace id: 32 lowercase hex characters (128 random bits). */
+const HEX16_FMT = rep("%02x", 16);
+
 function new_trace_id(): string {
-    return random_hex(16);
+    // One format call over 16 random bytes (random_hex's gsub walk is ~3x slower).
+    const p = take(16);
+    const [b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16] = byte(buf, p, p + 15);
+    return format(HEX16_FMT, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16);
 }
 
 const UUID_FMT = "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x";

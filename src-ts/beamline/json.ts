@@ -181,7 +181,9 @@ function decode(text: string, max_depth?: number): LuaMultiReturn<[unknown, unde
     set_depth(clamp_depth(max_depth));
     let src = text;
     let marked = 0;
-    if (!NATIVE_DECODE_ARRAY_MT && find(text, EMPTY_ARRAY_TEXT_PATTERN)[0] !== undefined) {
+    // A plain search for "[" first: most texts (Router replies, small bodies) have no array,
+    // and the pattern scan costs about a microsecond on every one of them.
+    if (!NATIVE_DECODE_ARRAY_MT && find(text, "[", 1, true)[0] !== undefined && find(text, EMPTY_ARRAY_TEXT_PATTERN)[0] !== undefined) {
         [src, marked] = mark_empty_arrays_in_text(text);
     }
     const [value, err] = codec.decode(src);

@@ -98,7 +98,7 @@ export function pong(): string {
 }
 
 /** A subject/reply/queue token: non-empty, no whitespace or control characters. */
-function bad_token(s: unknown): boolean {
+export function bad_token(s: unknown): boolean {
     return ltype(s) !== "string" || s === "" || sfind(s as string, "[%s%c]")[0] !== undefined;
 }
 
@@ -127,6 +127,8 @@ export interface ConnectOptions {
     sig?: string;
     jwt?: string;
     echo?: boolean;
+    /** the connection was upgraded to TLS */
+    tls_required?: boolean;
 }
 
 /** `CONNECT {json}\r\n` with a fixed key order (so the bytes are predictable in tests). */
@@ -134,7 +136,7 @@ export function connect(opts: ConnectOptions): string {
     const parts: string[] = [
         '"verbose":false',
         '"pedantic":false',
-        '"tls_required":false',
+        opts.tls_required === true ? '"tls_required":true' : '"tls_required":false',
         '"headers":true',
         '"no_responders":true',
         // protocol 1: the server sends async INFO (connect_urls, lame-duck mode)
@@ -181,61 +183,127 @@ export function pub(subject: string, reply: string | undefined, payload: string)
     return $multi("PUB " + subject + " " + payload.length + "\r\n" + payload + "\r\n", undefined);
 }
 
-// Reused across calls: nothing in here yields, so one buffer per worker is safe.
-const hbuf: string[] = [];
+// Reused across calls: nothing in here yields, so one buffer per worker is safe. A frame is
+// built as parts in this buffer and joined once: string `+` chains would allocate every
+// intermediate string (about ten per HPUB).
+const fbuf: (string | number)[] = [];
 
-/**
- * The `NATS/1.0\r\n` header block for a flat name/value list, ending in the blank line.
- * Names must be non-empty without CR, LF, ':' or whitespace; values without CR or LF.
- */
-export function header_block(headers: HeaderList | undefined): LuaMultiReturn<[string, undefined] | [undefined, string]> {
-    let n = 1;
-    hbuf[0] = "NATS/1.0\r\n";
-    if (headers !== undefined) {
-        if (headers.length % 2 !== 0) {
-            tableClear(hbuf);
-            return $multi(undefined, "header list needs name/value pairs");
-        }
-        for (let i = 0; i < headers.length; i += 2) {
-            const name = headers[i];
-            const value = headers[i + 1];
-            if (ltype(name) !== "string" || name === "" || sfind(name, "[%s%c:]")[0] !== undefined) {
-                tableClear(hbuf);
-                return $multi(undefined, "invalid header name: " + tostr(name));
-            }
-            if (ltype(value) !== "string" || sfind(value, "[\r\n]")[0] !== undefined) {
-                tableClear(hbuf);
-                return $multi(undefined, "invalid header value for " + name);
-            }
-            hbuf[n] = name;
-            hbuf[n + 1] = ": ";
-            hbuf[n + 2] = value;
-            hbuf[n + 3] = "\r\n";
-            n += 4;
-        }
+// Header names already seen valid (callers use a handful of constant names): a table lookup
+// instead of a pattern match per header per request. Bounded, so odd callers cannot grow it.
+const valid_names: { [name: string]: true | undefined } = {};
+let valid_name_count = 0;
+
+function bad_header_name(name: unknown): boolean {
+    if (ltype(name) !== "string") return true;
+    if (valid_names[name as string] === true) return false;
+    if (name === "" || sfind(name as string, "[%s%c:]")[0] !== undefined) return true;
+    if (valid_name_count < 64) {
+        valid_names[name as string] = true;
+        valid_name_count++;
     }
-    hbuf[n] = "\r\n";
-    const block = concat(hbuf, "", 1, n + 1);
-    tableClear(hbuf);
-    return $multi(block, undefined);
+    return false;
+}
+
+function bad_header_value(value: unknown): boolean {
+    // Two plain searches are several times faster than one character-class pattern.
+    return ltype(value) !== "string" || sfind(value as string, "\r", 1, true)[0] !== undefined || sfind(value as string, "\n", 1, true)[0] !== undefined;
 }
 
 /**
- * `HPUB subject [reply] #hdr #total\r\n<headers><payload>\r\n`.
- * Returns the frame and its total size (headers + payload: what the server compares with
- * max_payload), or (nil, err).
+ * Checks a flat name/value header list: names non-empty without CR, LF, ':' or whitespace;
+ * values without CR or LF. Returns nil or an error.
+ */
+export function check_headers(headers: HeaderList | undefined): string | undefined {
+    if (headers === undefined) return undefined;
+    const n = headers.length;
+    if (n % 2 !== 0) return "header list needs name/value pairs";
+    for (let k = 0; k < n; k += 2) {
+        if (bad_header_name(headers[k])) return "invalid header name: " + tostr(headers[k]);
+        if (bad_header_value(headers[k + 1])) return "invalid header value for " + headers[k];
+    }
+    return undefined;
+}
+
+/**
+ * Appends the header block (`NATS/1.0\r\n`, `name: value\r\n`…, blank line) of an already
+ * checked header list to `fbuf` from Lua index `i` (1-based). Returns the next index and the
+ * block's byte length.
+ */
+function fill_headers(i: number, headers: HeaderList | undefined): LuaMultiReturn<[number, number]> {
+    fbuf[i - 1] = "NATS/1.0\r\n";
+    i += 1;
+    let len = 12; // "NATS/1.0\r\n" and the closing "\r\n"
+    if (headers !== undefined) {
+        const n = headers.length;
+        for (let k = 0; k < n; k += 2) {
+            const name = headers[k];
+            const value = headers[k + 1];
+            fbuf[i - 1] = name;
+            fbuf[i] = ": ";
+            fbuf[i + 1] = value;
+            fbuf[i + 2] = "\r\n";
+            i += 4;
+            len += name.length + value.length + 4;
+        }
+    }
+    fbuf[i - 1] = "\r\n";
+    return $multi(i + 1, len);
+}
+
+/** Joins fbuf[1 .. last] (Lua indices) and drops the references it held. */
+function take_frame(last: number): string {
+    const frame = concat(fbuf as string[], "", 1, last);
+    tableClear(fbuf);
+    return frame;
+}
+
+/** The header block alone (for tests and tools); the same rules as in `hpub`. */
+export function header_block(headers: HeaderList | undefined): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    const err = check_headers(headers);
+    if (err !== undefined) return $multi(undefined, err);
+    const [next] = fill_headers(1, headers);
+    return $multi(take_frame(next - 1), undefined);
+}
+
+/**
+ * `HPUB subject [reply] #hdr #total\r\n<headers><payload>\r\n`, checking the subject, the
+ * reply subject and the headers first. Returns the frame and its total size (headers + payload:
+ * what the server compares with max_payload), or (nil, err).
  */
 export function hpub(subject: string, reply: string | undefined, headers: HeaderList | undefined, payload: string): LuaMultiReturn<[string, number] | [undefined, string]> {
     if (bad_token(subject)) return $multi(undefined, "invalid subject");
-    const [block, err] = header_block(headers);
-    if (block === undefined) return $multi(undefined, err as string);
-    const hlen = block.length;
-    const total = hlen + payload.length;
+    if (reply !== undefined && reply !== "" && bad_token(reply)) return $multi(undefined, "invalid reply subject");
+    const err = check_headers(headers);
+    if (err !== undefined) return $multi(undefined, err);
+    return hpub_checked(subject, reply, headers, payload);
+}
+
+/**
+ * `hpub` for a caller that has already checked the subject and headers (`bad_token`,
+ * `check_headers`) and builds the reply subject itself: the request hot path.
+ */
+export function hpub_checked(subject: string, reply: string | undefined, headers: HeaderList | undefined, payload: string): LuaMultiReturn<[string, number]> {
+    // Lua indices: 1 "HPUB ", 2 subject, 3 " ", [4 reply, 5 " "], then #hdr " " #total "\r\n".
+    fbuf[0] = "HPUB ";
+    fbuf[1] = subject;
+    fbuf[2] = " ";
+    let i = 4;
     if (reply !== undefined && reply !== "") {
-        if (bad_token(reply)) return $multi(undefined, "invalid reply subject");
-        return $multi("HPUB " + subject + " " + reply + " " + hlen + " " + total + "\r\n" + block + payload + "\r\n", total);
+        fbuf[3] = reply;
+        fbuf[4] = " ";
+        i = 6;
     }
-    return $multi("HPUB " + subject + " " + hlen + " " + total + "\r\n" + block + payload + "\r\n", total);
+    const hlen_at = i;
+    fbuf[i] = " ";
+    const total_at = i + 2;
+    fbuf[i + 2] = "\r\n";
+    const [next, hlen] = fill_headers(i + 4, headers);
+    const total = hlen + payload.length;
+    fbuf[hlen_at - 1] = hlen;
+    fbuf[total_at - 1] = total;
+    fbuf[next - 1] = payload;
+    fbuf[next] = "\r\n";
+    return $multi(take_frame(next + 1), total);
 }
 
 // ---------------------------------------------------------------------------------------------
