@@ -7,11 +7,15 @@
 const NGINX_SAFE = '^[^;{}"\'\\\\$#\\s\\x00-\\x1f\\x7f]*$';
 
 // Header names (CORS lists): RFC 9110 tokens.
-const HEADER_NAME = '^[!#%&\'*+.^_`|~0-9A-Za-z-]+$';
+const HEADER_NAME = "^[!#%&'*+.^_`|~0-9A-Za-z-]+$";
 // An origin as browsers send it: scheme://host[:port], no path; or "*".
 const ORIGIN = '^(\\*|https?://[A-Za-z0-9.-]+(:\\d{1,5})?|https?://\\[[0-9A-Fa-f:]+\\](:\\d{1,5})?)$';
 const TENANT_ID = '^[A-Za-z0-9._:-]{1,128}$';
 const SHA256_HEX = '^[0-9a-fA-F]{64}$';
+// The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
+// [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
+const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const LEGACY_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?/?$`;
 
 const rateLimit = (limit) => ({
   type: 'object',
@@ -57,6 +61,12 @@ const schema = {
         client_body_timeout_seconds: { type: 'integer', minimum: 1, maximum: 600, default: 10 },
         send_timeout_seconds: { type: 'integer', minimum: 1, maximum: 600, default: 10 },
         worker_shutdown_timeout_seconds: { type: 'integer', minimum: 1, maximum: 600, default: 10 },
+        // Requests in progress per client address (nginx limit_conn; 0 = off). Over it: 503
+        // `unavailable` with Retry-After: 1. Behind a load balancer every client shares its
+        // address: raise it, or turn it off there.
+        max_connections_per_client: { type: 'integer', minimum: 0, maximum: 1048576, default: 1024 },
+        // Shared memory of the per-address counters (about 16k addresses per MB).
+        conn_limit_zone_size_mb: { type: 'integer', minimum: 1, maximum: 1024, default: 4 },
       },
     },
     log: {
@@ -101,6 +111,8 @@ const schema = {
             key_file: { type: 'string', pattern: NGINX_SAFE, minLength: 1 },
             server_name: { type: 'string', pattern: '^[A-Za-z0-9.\\-]+$' },
             verify: { type: 'boolean', default: true },
+            // lua_ssl_verify_depth: longest accepted chain between the server certificate and the CA
+            verify_depth: { type: 'integer', minimum: 1, maximum: 16, default: 3 },
           },
         },
       },
@@ -110,7 +122,12 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        decide_subject: { type: 'string', pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$', maxLength: 256, default: 'beamline.router.v1.decide' },
+        decide_subject: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          maxLength: 256,
+          default: 'beamline.router.v1.decide',
+        },
         request_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 5000 },
       },
     },
@@ -215,17 +232,41 @@ const schema = {
       default: {},
       properties: {
         // Empty: CORS is off (OPTIONS → 405).
-        allowed_origins: { type: 'array', default: [], maxItems: 1000, uniqueItems: true, items: { type: 'string', pattern: ORIGIN, maxLength: 512 } },
+        allowed_origins: {
+          type: 'array',
+          default: [],
+          maxItems: 1000,
+          uniqueItems: true,
+          items: { type: 'string', pattern: ORIGIN, maxLength: 512 },
+        },
         allow_credentials: { type: 'boolean', default: false },
         allowed_headers: {
           type: 'array',
           items: { type: 'string', pattern: HEADER_NAME, maxLength: 128 },
-          default: ['Content-Type', 'Authorization', 'X-API-Key', 'X-Tenant-ID', 'X-Trace-ID', 'X-Request-ID', 'Idempotency-Key', 'traceparent', 'tracestate'],
+          default: [
+            'Content-Type',
+            'Authorization',
+            'X-API-Key',
+            'X-Tenant-ID',
+            'X-Trace-ID',
+            'X-Request-ID',
+            'Idempotency-Key',
+            'traceparent',
+            'tracestate',
+          ],
         },
         expose_headers: {
           type: 'array',
           items: { type: 'string', pattern: HEADER_NAME, maxLength: 128 },
-          default: ['X-Request-Id', 'X-Trace-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Idempotent-Replayed'],
+          default: [
+            'X-Request-Id',
+            'X-Trace-Id',
+            'X-RateLimit-Limit',
+            'X-RateLimit-Remaining',
+            'X-RateLimit-Reset',
+            'Retry-After',
+            'Idempotent-Replayed',
+          ],
         },
         max_age_seconds: { type: 'integer', minimum: 0, maximum: 86400, default: 600 },
       },
@@ -238,7 +279,55 @@ const schema = {
         size_mb: { type: 'integer', minimum: 1, maximum: 1024, default: 4 },
       },
     },
+    // The traffic switch from the old gateways (docs/RUNBOOK.md, docs/MIGRATION.md "Traffic
+    // switch"): API routes split by tenant between this gateway and `legacy_url`, shadow compare.
+    migration: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // false: no split, no proxy, nothing rendered; the API is answered here only.
+        enabled: { type: 'boolean', default: false },
+        // The old gateway: http://host[:port], host an IPv4, [IPv6] or DNS name (resolved when
+        // nginx starts or reloads). No path, no credentials. Required when enabled.
+        legacy_url: { type: 'string', maxLength: 300, pattern: LEGACY_URL },
+        // Tenants answered here: hash(tenant) % 100 < share_percent. `make switch PERCENT=N`.
+        share_percent: { type: 'integer', minimum: 0, maximum: 100, default: 0 },
+        // Honour X-Beamline-Gateway: legacy|new on a request (forces that side).
+        allow_override: { type: 'boolean', default: true },
+        // connect / send / read timeout towards the old gateway.
+        legacy_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 10000 },
+        // idle keep-alive connections to the old gateway, per worker.
+        legacy_keepalive: { type: 'integer', minimum: 0, maximum: 10000, default: 32 },
+        shadow: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            // other: mirror every request to the side that did not answer it; legacy: only the
+            // requests this gateway answered (to the old one); new: only those the old one answered.
+            direction: { enum: ['other', 'legacy', 'new'], default: 'other' },
+            // share of the eligible requests that are mirrored (random per request).
+            sample_percent: { type: 'integer', minimum: 0, maximum: 100, default: 100 },
+            // mirrored requests in flight per worker; beyond: dropped and counted.
+            max_concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 32 },
+            // request or response bodies larger than this are not compared (dropped, counted).
+            max_body_bytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 65536 },
+            timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 10000 },
+            // JSON keys ignored at any depth when the two bodies are compared (volatile values).
+            ignore_fields: {
+              type: 'array',
+              maxItems: 100,
+              uniqueItems: true,
+              items: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' },
+              default: ['request_id', 'trace_id', 'message_id', 'timestamp'],
+            },
+          },
+        },
+      },
+    },
   },
 };
 
-module.exports = { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX };
+module.exports = { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL };

@@ -6,7 +6,7 @@ const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
 const Ajv = require('ajv');
-const { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX } = require('./config-schema');
+const { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL } = require('./config-schema');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -26,7 +26,15 @@ const ENV_OVERRIDES = [
   { env: 'GATEWAY_PORT', path: ['server', 'port'], parse: int },
   { env: 'GATEWAY_LISTEN', path: ['server', 'listen'], parse: (s) => s.trim() },
   { env: 'GATEWAY_WORKERS', path: ['server', 'workers'], parse: (s) => (s.trim() === 'auto' ? 'auto' : int(s)) },
-  { env: 'NATS_URL', path: ['nats', 'servers'], parse: (s) => s.split(',').map((u) => u.trim()).filter(Boolean) },
+  {
+    env: 'NATS_URL',
+    path: ['nats', 'servers'],
+    parse: (s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+  },
   { env: 'NATS_TOKEN', path: ['nats', 'token'], parse: (s) => s },
   { env: 'NATS_USER', path: ['nats', 'user'], parse: (s) => s },
   { env: 'NATS_PASSWORD', path: ['nats', 'password'], parse: (s) => s },
@@ -82,14 +90,17 @@ const validate = ajv.compile(schema);
 const PATTERN_RULES = {
   [NGINX_SAFE]: 'must not contain nginx syntax (; { } quotes $ # whitespace or control characters)',
   [schema.properties.nats.properties.servers.items.pattern]: 'must be a NATS URL: nats://[user:pass@|token@]host[:port] or tls://…',
-  [schema.properties.router.properties.decide_subject.pattern]: 'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
+  [schema.properties.router.properties.decide_subject.pattern]:
+    'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
   [schema.properties.server.properties.listen.pattern]: 'must be an IPv4 address, [IPv6] address or localhost',
   '^SU[A-Z2-7]{56}$': 'must be a user nkey seed (58 characters starting with SU)',
   [ORIGIN]: 'must be "*" or an origin: http(s)://host[:port] without a path',
   [HEADER_NAME]: 'must be an HTTP header name',
   [TENANT_ID]: 'must be a tenant id: 1-128 characters of A-Z a-z 0-9 . _ : -',
   [SHA256_HEX]: 'must be the SHA-256 of the key as 64 hex characters',
-  [schema.properties.rate_limit.properties.redis.properties.host.pattern]: 'must be an IPv4 or [IPv6] address (nginx resolves no names here)',
+  [LEGACY_URL]: 'must be http://host[:port] (host: IPv4, [IPv6] or a DNS name; no path, credentials or spaces)',
+  [schema.properties.rate_limit.properties.redis.properties.host.pattern]:
+    'must be an IPv4 or [IPv6] address (nginx resolves no names here)',
 };
 
 function describeError(e, sources) {
@@ -106,13 +117,20 @@ function describeError(e, sources) {
   const where = `${field || '(top level)'}${from ? ` (from ${from})` : ''}`;
   let rule;
   switch (e.keyword) {
-    case 'additionalProperties': rule = 'unknown key'; break;
+    case 'additionalProperties':
+      rule = 'unknown key';
+      break;
     case 'pattern':
       rule = PATTERN_RULES[e.params.pattern] || `must match ${e.params.pattern}`;
       break;
-    case 'enum': rule = `must be one of ${e.params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`; break;
-    case 'oneOf': rule = 'must be a positive integer or "auto"'; break;
-    default: rule = e.message;
+    case 'enum':
+      rule = `must be one of ${e.params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+      break;
+    case 'oneOf':
+      rule = 'must be a positive integer or "auto"';
+      break;
+    default:
+      rule = e.message;
   }
   return `${where}: ${rule}`;
 }
@@ -120,12 +138,43 @@ function describeError(e, sources) {
 // Control characters are never valid in any scalar, secrets included.
 function findControlChars(value, at, out) {
   if (typeof value === 'string') {
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
     if (/[\x00-\x1f\x7f]/.test(value)) out.push(`${at || '(top level)'}: must not contain control characters or newlines`);
   } else if (Array.isArray(value)) {
     value.forEach((v, i) => findControlChars(v, `${at}[${i}]`, out));
   } else if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) findControlChars(v, at ? `${at}.${k}` : k, out);
   }
+}
+
+/**
+ * migration.* rules the schema cannot say: legacy_url when enabled, a real port and IPv4, and
+ * not this gateway itself (a request would be proxied to itself forever).
+ */
+function migrationProblems(raw) {
+  const m = raw.migration;
+  const out = [];
+  if (m.legacy_url === undefined) {
+    if (m.enabled) out.push('migration.legacy_url: required when migration.enabled is true (the old gateway: http://host:port)');
+    return out;
+  }
+  const u = parseLegacyUrl(m.legacy_url);
+  if (u.port < 1 || u.port > 65535) out.push('migration.legacy_url: port must be 1-65535');
+  if (/^\d+(\.\d+){3}$/.test(u.host) && u.host.split('.').some((o) => Number(o) > 255))
+    out.push('migration.legacy_url: not an IPv4 address');
+  const local = ['localhost', '127.0.0.1', '[::1]', '0.0.0.0', '[::]', raw.server.listen];
+  if (u.port === raw.server.port && local.includes(u.host)) {
+    out.push(`migration.legacy_url: points at this gateway (port ${raw.server.port}); requests would loop`);
+  }
+  return out;
+}
+
+/** {host, port, hostport} of a valid migration.legacy_url (port 80 when absent). */
+function parseLegacyUrl(url) {
+  const m = /^http:\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(url);
+  const host = m[1];
+  const port = m[2] === undefined ? 80 : Number(m[2]);
+  return { host, port, hostport: `${host}:${port}` };
 }
 
 /**
@@ -143,7 +192,10 @@ function loadConfig(opts = {}) {
   }
   const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
-    throw new ConfigError(doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0]}`), file);
+    throw new ConfigError(
+      doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0]}`),
+      file,
+    );
   }
   let raw = doc.toJS();
   if (raw === null || raw === undefined) raw = {};
@@ -156,19 +208,39 @@ function loadConfig(opts = {}) {
   if (!validate(raw)) problems.push(...validate.errors.map((e) => describeError(e, sources)));
   if (!problems.length) {
     const n = raw.nats;
-    if ((n.user === undefined) !== (n.password === undefined)) problems.push('nats.user: nats.user and nats.password must be given together');
+    if ((n.user === undefined) !== (n.password === undefined))
+      problems.push('nats.user: nats.user and nats.password must be given together');
     const auth = [n.token !== undefined, n.user !== undefined, n.nkey_seed !== undefined].filter(Boolean).length;
     if (auth > 1) problems.push('nats: give at most one of token, user/password, nkey_seed');
     if (n.reconnect_wait_max_ms < n.reconnect_wait_ms) problems.push('nats.reconnect_wait_max_ms: must be >= nats.reconnect_wait_ms');
+    if ((n.tls.cert_file === undefined) !== (n.tls.key_file === undefined))
+      problems.push('nats.tls.cert_file: nats.tls.cert_file and nats.tls.key_file must be given together');
+    // nginx verifies a cosocket's server name with X509_check_host: DNS names only, never an IP SAN.
+    const ipTls = n.servers.find((u) => /^tls:\/\/([^@/]*@)?\d{1,3}(\.\d{1,3}){3}(:\d+)?$/.test(u));
+    const anyTls = n.servers.find((u) => /^tls:\/\//.test(u));
+    if (n.tls.verify && anyTls && n.tls.ca_file === undefined) {
+      problems.push(
+        "nats.tls.ca_file: required with tls:// servers while nats.tls.verify is true (the CA bundle that signed the servers' certificates; /etc/ssl/certs/ca-certificates.crt for public CAs)",
+      );
+    }
+    if (n.tls.verify && n.tls.server_name === undefined && ipTls) {
+      problems.push(
+        `nats.tls.server_name: required when a tls:// server is given by IP address (${ipTls.replace(/\/\/[^@/]*@/, '//')}) and nats.tls.verify is true: the certificate is checked against a DNS name (nginx's X509_check_host never matches IP addresses)`,
+      );
+    }
     const cors = raw.cors;
     if (cors.allow_credentials && cors.allowed_origins.includes('*')) {
-      problems.push('cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true (browsers reject it); list the origins instead');
+      problems.push(
+        'cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true (browsers reject it); list the origins instead',
+      );
     }
     if (raw.auth.enabled && raw.auth.api_keys.length === 0) problems.push('auth.api_keys: list at least one key when auth.enabled is true');
+    problems.push(...migrationProblems(raw));
     const owners = new Map();
     raw.auth.api_keys.forEach((k, i) => {
       const d = k.key_sha256.toLowerCase();
-      if (owners.has(d)) problems.push(`auth.api_keys[${i}].key_sha256: the same key is already configured at auth.api_keys[${owners.get(d)}]`);
+      if (owners.has(d))
+        problems.push(`auth.api_keys[${i}].key_sha256: the same key is already configured at auth.api_keys[${owners.get(d)}]`);
       else owners.set(d, i);
     });
   }
@@ -176,4 +248,4 @@ function loadConfig(opts = {}) {
   return { config: raw, file };
 }
 
-module.exports = { loadConfig, ConfigError, ENV_OVERRIDES, ROOT };
+module.exports = { loadConfig, ConfigError, ENV_OVERRIDES, ROOT, parseLegacyUrl };

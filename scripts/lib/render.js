@@ -4,7 +4,7 @@
 const fs = require('fs');
 const path = require('path');
 const Handlebars = require('handlebars');
-const { ROOT } = require('./config');
+const { ROOT, parseLegacyUrl } = require('./config');
 
 const TEMPLATES = path.join(ROOT, 'templates');
 
@@ -52,6 +52,17 @@ const NGINX_ERRORS = [
   // Both are client errors the contract files under invalid_request, hence 400.
   { status: 414, answer: 400, code: 'invalid_request', message: 'request URI too long' },
   { status: 494, answer: 400, code: 'invalid_request', message: 'request headers too large' },
+  // Methods nginx refuses itself (TRACE, CONNECT) before any location runs.
+  { status: 405, code: 'method_not_allowed', message: 'method not allowed' },
+  // Framing nginx refuses (found by the fuzzer, spec/support/fuzz.js): length required, an
+  // unknown Transfer-Encoding, an HTTP version it does not speak. Client errors: the contract's 400.
+  { status: 411, answer: 400, code: 'invalid_request', message: 'length required' },
+  { status: 501, answer: 400, code: 'invalid_request', message: 'unsupported transfer encoding' },
+  { status: 505, answer: 400, code: 'invalid_request', message: 'HTTP version not supported' },
+  // A body that stalls past client_body_timeout: a client error, the contract's 400.
+  { status: 408, answer: 400, code: 'invalid_request', message: 'request body not received in time' },
+  // limit_conn (server.max_connections_per_client) answers 429 internally: the contract's 503.
+  { status: 429, answer: 503, code: 'unavailable', message: 'too many concurrent requests from this client address', retry_after: 1 },
   { status: 500, code: 'internal', message: 'internal error' },
   { status: 502, code: 'bad_gateway', message: 'bad gateway' },
   { status: 503, code: 'unavailable', message: 'service unavailable' },
@@ -67,9 +78,74 @@ function errorBody(e, config) {
   });
 }
 
+// NATS over TLS (conf.d/10-lua.conf): the CA bundle Lua cosockets verify servers against. Only
+// nats.tls.ca_file, never a default: nginx parses the bundle on every start, reload and `-t`
+// (the system bundle costs ~0.5 s each time on this machine).
+function luaSsl(config) {
+  const tls = config.nats.tls;
+  return { trusted_certificate: tls.ca_file || '', verify_depth: tls.verify_depth };
+}
+
+// The traffic switch (migration.*, templates/conf.d/20-gateway.conf): the routes split between
+// this gateway and the old one, and the view of the legacy upstream and the shadow listeners.
+const API_ROUTES = new Set(['decide', 'messages', 'decision_lookup']);
+// Unix sockets of the shadow servers, in the prefix (the Lua side finds them with
+// ngx.config.prefix()): the new path without the split, and a plain proxy to the old gateway.
+const SHADOW_SOCKETS = { new: 'shadow-new.sock', legacy: 'shadow-legacy.sock' };
+
+function migrationView(config, prefix) {
+  const m = config.migration;
+  if (!m.enabled) return { enabled: false, shadow: false };
+  const u = parseLegacyUrl(m.legacy_url);
+  const sockets = {};
+  for (const [k, f] of Object.entries(SHADOW_SOCKETS)) {
+    sockets[k] = path.join(prefix, f);
+    // sockaddr_un.sun_path holds 108 bytes, the terminating NUL included.
+    if (Buffer.byteLength(sockets[k]) > 107)
+      throw new Error(`prefix ${prefix} is too long for the shadow socket ${f} (unix socket paths hold 107 bytes)`);
+  }
+  return {
+    enabled: true,
+    server: u.hostport,
+    host_header: u.port === 80 ? u.host : u.hostport,
+    keepalive: m.legacy_keepalive,
+    timeout_ms: m.legacy_timeout_ms,
+    shadow: m.shadow.enabled,
+    sockets,
+  };
+}
+
+/**
+ * Removes shadow sockets no process listens on (left by an nginx that was killed, or by a config
+ * with shadow on): nginx cannot bind over an existing file. A socket in use is listed in
+ * /proc/net/unix and is left alone.
+ */
+function removeStaleSockets(prefix) {
+  let bound = null;
+  for (const f of Object.values(SHADOW_SOCKETS)) {
+    const p = path.join(prefix, f);
+    if (!fs.existsSync(p)) continue;
+    if (bound === null) {
+      try {
+        bound = new Set(
+          fs
+            .readFileSync('/proc/net/unix', 'utf8')
+            .split('\n')
+            .map((l) => l.trim().split(/\s+/)[7])
+            .filter(Boolean),
+        );
+      } catch (err) {
+        return; // cannot tell: leave it
+      }
+    }
+    if (!bound.has(p)) fs.rmSync(p, { force: true });
+  }
+}
+
 const hbs = Handlebars.create();
 // A Lua double-quoted string literal; JSON string syntax is valid Lua for these inputs.
 hbs.registerHelper('lua_string', (s) => {
+  // eslint-disable-next-line no-control-regex -- control characters cannot go into a Lua literal
   if (typeof s !== 'string' || /[\x00-\x1f"\\]/.test(s)) throw new Error(`cannot embed ${JSON.stringify(s)} in Lua`);
   return `"${s}"`;
 });
@@ -113,13 +189,20 @@ function render(config, opts = {}) {
       package_path: [`${luaDir}/?.lua`, `${luaDir}/?/init.lua`, ...runtime.lua_path, ';'].join(';'),
       package_cpath: [...runtime.lua_cpath, ';'].join(';'),
     },
-    routes: ROUTES,
+    migration: migrationView(config, prefix),
+    // API routes capture their response body for the shadow comparison (body_filter).
+    routes: ROUTES.map((r) => ({
+      ...r,
+      shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
+    })),
+    lua_ssl: luaSsl(config),
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,
       answer: e.answer || e.status,
       redirect: e.answer && e.answer !== e.status ? `=${e.answer} ` : '',
+      retry_after: e.retry_after || 0,
       body: errorBody(e, config),
     })),
   };
@@ -127,6 +210,7 @@ function render(config, opts = {}) {
   fs.mkdirSync(path.join(prefix, 'conf.d'), { recursive: true });
   fs.mkdirSync(path.join(prefix, 'logs'), { recursive: true });
   fs.mkdirSync(paths.temp, { recursive: true });
+  removeStaleSockets(prefix);
   const files = [];
   const write = (rel, text, mode = 0o644) => {
     const out = path.join(prefix, rel);
@@ -137,7 +221,10 @@ function render(config, opts = {}) {
   write('nginx.conf', compile(path.join(TEMPLATES, 'nginx.conf.hbs'))(view));
   // Drop stale conf.d files from an earlier render so removed templates do not linger.
   for (const f of fs.readdirSync(path.join(prefix, 'conf.d'))) fs.unlinkSync(path.join(prefix, 'conf.d', f));
-  for (const t of fs.readdirSync(path.join(TEMPLATES, 'conf.d')).filter((f) => f.endsWith('.hbs')).sort()) {
+  for (const t of fs
+    .readdirSync(path.join(TEMPLATES, 'conf.d'))
+    .filter((f) => f.endsWith('.hbs'))
+    .sort()) {
     write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
   }
   // The Lua side's copy of the config holds NATS credentials: owner-only.
@@ -145,4 +232,4 @@ function render(config, opts = {}) {
   return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };
 }
 
-module.exports = { render, ROUTES, NGINX_ERRORS, RUNTIMES, detectRuntime };
+module.exports = { render, ROUTES, API_ROUTES, SHADOW_SOCKETS, NGINX_ERRORS, RUNTIMES, detectRuntime };

@@ -86,6 +86,28 @@ export interface CorsConfig {
     max_age_seconds: number;
 }
 
+export interface ShadowConfig {
+    enabled: boolean;
+    /** other: mirror to the side that did not answer; legacy / new: only towards that side. */
+    direction: "other" | "legacy" | "new";
+    sample_percent: number;
+    max_concurrency: number;
+    max_body_bytes: number;
+    timeout_ms: number;
+    ignore_fields: string[];
+}
+
+/** The traffic switch (beamline.traffic). */
+export interface MigrationConfig {
+    enabled: boolean;
+    legacy_url?: string;
+    share_percent: number;
+    allow_override: boolean;
+    legacy_timeout_ms: number;
+    legacy_keepalive: number;
+    shadow: ShadowConfig;
+}
+
 export interface GatewayConfig {
     version: string;
     server: { listen: string; port: number; workers: number | "auto" };
@@ -101,6 +123,7 @@ export interface GatewayConfig {
     auth: AuthConfig;
     cors: CorsConfig;
     metrics: { size_mb: number };
+    migration: MigrationConfig;
 }
 
 let current: GatewayConfig | undefined;

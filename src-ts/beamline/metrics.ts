@@ -48,10 +48,14 @@ export const RATE_LIMIT_HITS = "gateway_rate_limit_hits_total";
 export const RATE_LIMIT_BACKEND_ERRORS = "gateway_rate_limit_backend_errors_total";
 export const IDEMPOTENCY_REPLAYS = "gateway_idempotency_replays_total";
 export const NATS_STATUS = "gateway_nats_connection_status";
+export const NATS_IN_FLIGHT = "gateway_nats_requests_in_flight";
 export const NATS_RECONNECTS = "gateway_nats_reconnects_total";
 export const NATS_SENT = "gateway_nats_messages_sent_total";
 export const NATS_RECEIVED = "gateway_nats_messages_received_total";
 export const NATS_PUBLISH_FAILURES = "gateway_nats_publish_failures_total";
+export const TRAFFIC_REQUESTS = "gateway_traffic_requests_total";
+export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
+export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
 
 interface Family {
     name: string;
@@ -67,17 +71,82 @@ interface Family {
 
 export const FAMILIES: Family[] = [
     { name: HTTP_REQUESTS, type: "counter", id: "r", help: "HTTP requests by route name, method and status.", plain: false },
-    { name: HTTP_DURATION, type: "histogram", id: "d", help: "Time from the first request byte to the log phase, by route name.", plain: false },
+    {
+        name: HTTP_DURATION,
+        type: "histogram",
+        id: "d",
+        help: "Time from the first request byte to the log phase, by route name.",
+        plain: false,
+    },
     { name: ROUTER_DURATION, type: "histogram", id: "R", help: "Router request/reply time over NATS, by route name.", plain: false },
-    { name: ROUTER_REPLIES, type: "counter", id: "rr", label: "code", help: "Router outcomes: ok, the Router's error code, or timeout/no_responders/not_connected/malformed.", plain: false },
-    { name: RATE_LIMIT_HITS, type: "counter", id: "rl", label: "route", help: "Requests refused with 429 by the gateway's rate limit, by limited route.", plain: false },
-    { name: RATE_LIMIT_BACKEND_ERRORS, type: "counter", id: "be", label: "mode", help: "Redis rate-limit backend failures, by the configured on_error mode.", plain: false },
+    {
+        name: ROUTER_REPLIES,
+        type: "counter",
+        id: "rr",
+        label: "code",
+        help: "Router outcomes: ok, the Router's error code, or timeout/no_responders/not_connected/malformed.",
+        plain: false,
+    },
+    {
+        name: RATE_LIMIT_HITS,
+        type: "counter",
+        id: "rl",
+        label: "route",
+        help: "Requests refused with 429 by the gateway's rate limit, by limited route.",
+        plain: false,
+    },
+    {
+        name: RATE_LIMIT_BACKEND_ERRORS,
+        type: "counter",
+        id: "be",
+        label: "mode",
+        help: "Redis rate-limit backend failures, by the configured on_error mode.",
+        plain: false,
+    },
     { name: IDEMPOTENCY_REPLAYS, type: "counter", id: "ir", help: "Responses replayed for a repeated Idempotency-Key.", plain: true },
     { name: NATS_STATUS, type: "gauge", id: "nu", help: "Workers whose NATS connection is up.", plain: true },
+    {
+        name: NATS_IN_FLIGHT,
+        type: "gauge",
+        id: "ni",
+        help: "Router requests waiting for their reply (all workers); back to 0 when idle.",
+        plain: true,
+    },
     { name: NATS_RECONNECTS, type: "counter", id: "nc", help: "NATS reconnects after a lost connection (all workers).", plain: true },
     { name: NATS_SENT, type: "counter", id: "ns", help: "Router request frames written to NATS (all workers).", plain: true },
     { name: NATS_RECEIVED, type: "counter", id: "nr", help: "Messages received on the reply inboxes (all workers).", plain: true },
-    { name: NATS_PUBLISH_FAILURES, type: "counter", id: "nf", help: "Router request frames lost to a failed write or a disconnect (all workers).", plain: true },
+    {
+        name: NATS_PUBLISH_FAILURES,
+        type: "counter",
+        id: "nf",
+        help: "Router request frames lost to a failed write or a disconnect (all workers).",
+        plain: true,
+    },
+    // The traffic switch (beamline.traffic); only recorded while migration.enabled.
+    {
+        name: TRAFFIC_REQUESTS,
+        type: "counter",
+        id: "ts",
+        label: "side",
+        help: "API requests by the side that answered them: new (this gateway) or legacy (proxied to the old gateway).",
+        plain: false,
+    },
+    {
+        name: SHADOW_COMPARISONS,
+        type: "counter",
+        id: "sc",
+        label: "result",
+        help: "Shadow comparisons of both gateways' answers: match, mismatch, or error (the mirrored request failed).",
+        plain: false,
+    },
+    {
+        name: SHADOW_DROPPED,
+        type: "counter",
+        id: "sd",
+        label: "reason",
+        help: "Requests not mirrored: concurrency (limit reached), too_large (body over max_body_bytes), timer, shutdown.",
+        plain: false,
+    },
 ];
 
 const ID: { [name: string]: string } = {};
@@ -95,11 +164,24 @@ const P_NATS_RECONNECTS = "p|nc";
 const KNOWN_METHODS: { [m: string]: boolean } = { GET: true, HEAD: true, POST: true, PUT: true, DELETE: true, PATCH: true, OPTIONS: true };
 /** Router reply codes the contract knows (§4) plus the gateway's own outcomes. */
 const KNOWN_CODES: { [c: string]: boolean } = {
-    ok: true, invalid_request: true, unsupported_protocol_version: true, unauthorized: true,
-    validator_blocked: true, policy_not_found: true, extension_not_found: true, rate_limit_exceeded: true,
-    extension_unavailable: true, extension_timeout: true, decision_failed: true, internal: true,
-    post_processor_failed: true, extension_error: true,
-    timeout: true, no_responders: true, not_connected: true, malformed: true,
+    ok: true,
+    invalid_request: true,
+    unsupported_protocol_version: true,
+    unauthorized: true,
+    validator_blocked: true,
+    policy_not_found: true,
+    extension_not_found: true,
+    rate_limit_exceeded: true,
+    extension_unavailable: true,
+    extension_timeout: true,
+    decision_failed: true,
+    internal: true,
+    post_processor_failed: true,
+    extension_error: true,
+    timeout: true,
+    no_responders: true,
+    not_connected: true,
+    malformed: true,
 };
 
 /** The Router code as a metric label value (unknown codes → "other"). */
@@ -238,6 +320,21 @@ export function idempotency_replay(): void {
     add(P_IDEMPOTENCY_REPLAYS, 1);
 }
 
+/** An API request answered by `side` (new | legacy) while the traffic switch is on. */
+export function traffic_request(side: string): void {
+    add(labelled_key("ts", side), 1);
+}
+
+/** One shadow comparison: match | mismatch | error. */
+export function shadow_result(result: string): void {
+    add(labelled_key("sc", result), 1);
+}
+
+/** A request that was not mirrored, and why. */
+export function shadow_dropped(reason: string): void {
+    add(labelled_key("sd", reason), 1);
+}
+
 // NATS counters of this worker already added to the dict.
 let last_sent = 0;
 let last_received = 0;
@@ -261,6 +358,7 @@ export function flush_worker(): void {
     last_reconnects = delta(d, P_NATS_RECONNECTS, c.reconnects, last_reconnects);
     const id = ngx.worker.id();
     d.set("g|" + ID[NATS_STATUS] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.is_connected() ? 1 : 0, 5);
+    d.set("g|" + ID[NATS_IN_FLIGHT] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.status().in_flight, 5);
 }
 
 /** ngx.timer.every callback. */
@@ -299,7 +397,11 @@ export function render(entries: { [key: string]: number }): string {
         if (tag === "r|") {
             const [route, method, status] = smatch(key, "^r|([^|]*)|([^|]*)|([^|]*)$");
             if (route === undefined) continue;
-            push_series(series, HTTP_REQUESTS, HTTP_REQUESTS + "{route=\"" + route + "\",method=\"" + method + "\",status=\"" + status + "\"} " + format_value(value));
+            push_series(
+                series,
+                HTTP_REQUESTS,
+                HTTP_REQUESTS + '{route="' + route + '",method="' + method + '",status="' + status + '"} ' + format_value(value),
+            );
         } else if (tag === "h|") {
             const [id, route, slot] = smatch(key, "^h|([^|]+)|([^|]*)|([^|]+)$");
             const f = id !== undefined ? BY_ID[id] : undefined;
@@ -325,7 +427,7 @@ export function render(entries: { [key: string]: number }): string {
             const [id, label_value] = smatch(key, "^c|([^|]+)|(.*)$");
             const f = id !== undefined ? BY_ID[id] : undefined;
             if (f === undefined || f.label === undefined) continue;
-            push_series(series, f.name, f.name + "{" + f.label + "=\"" + label_value + "\"} " + format_value(value));
+            push_series(series, f.name, f.name + "{" + f.label + '="' + label_value + '"} ' + format_value(value));
         } else if (tag === "p|") {
             const f = BY_ID[ssub(key, 3)];
             if (f !== undefined) plain[f.name] = value;
@@ -347,11 +449,11 @@ export function render(entries: { [key: string]: number }): string {
             tsort(routes);
             for (const r of routes) {
                 const h = byr[r];
-                const l = "route=\"" + r + "\"";
+                const l = 'route="' + r + '"';
                 let cum = 0;
                 for (let i = 0; i <= NB; i++) {
                     cum += h.buckets[i];
-                    out.push(f.name + "_bucket{" + l + ",le=\"" + LE[i] + "\"} " + format_value(cum));
+                    out.push(f.name + "_bucket{" + l + ',le="' + LE[i] + '"} ' + format_value(cum));
                 }
                 out.push(f.name + "_sum{" + l + "} " + format_value(h.sum));
                 out.push(f.name + "_count{" + l + "} " + format_value(cum));

@@ -10,6 +10,7 @@ import * as auth from "./auth";
 import * as cors from "./cors";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
+import * as traffic from "./traffic";
 
 type Handler = () => void;
 
@@ -26,6 +27,28 @@ const handlers: { [route: string]: Handler | undefined } = {
     not_found: health.not_found,
 };
 
+/** The API routes' own handlers: what the traffic switch wraps, and what its shadow listener runs. */
+const api_handlers: { [route: string]: Handler } = {
+    decide: api.decide,
+    messages: api.messages,
+    decision_lookup: api.decision_lookup,
+};
+
+/** Shadow mode on: the log phase looks for a request to mirror (beamline.traffic). */
+let shadow_log = false;
+
+/**
+ * With migration.enabled, every API route first goes through the traffic switch (new side or
+ * the old gateway). Off, the handlers stay as they are: no per-request cost at all.
+ */
+function install_traffic_switch(cfg: config.GatewayConfig): void {
+    traffic.configure(cfg.migration, cfg.limits.body_bytes);
+    shadow_log = traffic.shadow_enabled();
+    for (const [route, handler] of pairs(api_handlers)) {
+        handlers[route as string] = cfg.migration.enabled ? () => traffic.dispatch(handler) : handler;
+    }
+}
+
 /** How often each worker adds its NATS counters to the shared metrics (seconds). */
 const METRICS_FLUSH_SECONDS = 1;
 
@@ -40,9 +63,13 @@ export function init(configPath: string): void {
         // Raising here makes nginx refuse to start (and `nginx -t` fail) with this message.
         error("beamline: " + err, 0);
     }
+    // The NATS client certificate is read here, in the master: workers may not read the key.
+    const [tok, terr] = connection.load_client_cert(cfg.nats.tls);
+    if (tok === undefined) error("beamline: " + terr, 0);
     // Lookup tables built once here are inherited by every worker.
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
+    install_traffic_switch(cfg);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -79,4 +106,22 @@ export function log(): void {
         idempotency.release_pending();
     }
     metrics.log_request();
+    if (shadow_log) {
+        traffic.after_response();
+    }
+}
+
+/** body_filter_by_lua of the API routes, rendered only with migration.shadow on. */
+export function body_filter(): void {
+    traffic.capture_chunk();
+}
+
+/** content_by_lua of the shadow listener: the API route's own handler, without the split. */
+export function shadow_content(route: string): void {
+    const handler = api_handlers[route];
+    if (handler === undefined) {
+        ngx.log(ngx.ERR, "beamline: no handler for route ", route);
+        return ngx.exit(500);
+    }
+    handler();
 }

@@ -23,6 +23,7 @@ import * as cors from "../cors";
 import * as rate_limit from "../rate_limit";
 import * as idempotency from "../idempotency";
 import * as metrics from "../metrics";
+import * as traffic from "../traffic";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -90,8 +91,13 @@ function read_headers(): LuaMultiReturn<[model.DecideHeaders, string | undefined
     }
     const idem = single_header("idempotency-key", "Idempotency-Key", hdr);
     if (idem !== undefined && !ids.valid_idempotency_key(idem)) {
-        return fail(400, "invalid_request", "invalid Idempotency-Key header: must be 1-256 printable ASCII characters",
-            model.error_context(undefined, hdr, false), { header: "Idempotency-Key" });
+        return fail(
+            400,
+            "invalid_request",
+            "invalid Idempotency-Key header: must be 1-256 printable ASCII characters",
+            model.error_context(undefined, hdr, false),
+            { header: "Idempotency-Key" },
+        );
     }
     return $multi(hdr, idem);
 }
@@ -116,7 +122,14 @@ function authenticate(): string | undefined {
     const [tenant, off] = auth.authenticate();
     if (off) return undefined;
     if (tenant === undefined) {
-        return fail(401, "unauthorized", "missing or invalid API key", model.error_context(undefined, raw_headers(), false), undefined, WWW_AUTHENTICATE);
+        return fail(
+            401,
+            "unauthorized",
+            "missing or invalid API key",
+            model.error_context(undefined, raw_headers(), false),
+            undefined,
+            WWW_AUTHENTICATE,
+        );
     }
     return tenant;
 }
@@ -139,8 +152,14 @@ function apply_rate_limit(limit_route: ApiRoute, endpoint: string, tenant: strin
     if (outcome === "unavailable") {
         return fail(503, "unavailable", "the rate limiter is unavailable", c, undefined, RETRY_AFTER);
     }
-    return fail(429, "rate_limit_exceeded", "rate limit of " + limit + " requests per " + window + " s exceeded", c,
-        { endpoint, limit, window_seconds: window, retry_after_seconds: retry }, { "Retry-After": retry, "X-RateLimit-Remaining": 0 });
+    return fail(
+        429,
+        "rate_limit_exceeded",
+        "rate limit of " + limit + " requests per " + window + " s exceeded",
+        c,
+        { endpoint, limit, window_seconds: window, retry_after_seconds: retry },
+        { "Retry-After": retry, "X-RateLimit-Remaining": 0 },
+    );
 }
 
 /** Media type check of §10: absent, or exactly application/json (any parameters). */
@@ -149,7 +168,7 @@ function content_type_ok(): boolean {
     if (multiple !== undefined) {
         return false;
     }
-    if (ct === undefined) {
+    if (ct === undefined || ct === "application/json") {
         return true;
     }
     const [semi] = sfind(ct, ";", 1, true);
@@ -213,7 +232,9 @@ function handle(route: ApiRoute): void {
     const limit = body_limit();
     const cl = tonumber(ngx.var["http_content_length"]);
     if (cl !== undefined && cl > limit) {
-        return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), { limit_bytes: limit });
+        return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), {
+            limit_bytes: limit,
+        });
     }
     // 6. content type. Size comes first (§5): a body without Content-Length (chunked) is read
     // up to the limit before a bad media type is reported.
@@ -221,7 +242,13 @@ function handle(route: ApiRoute): void {
         if (cl === undefined) {
             const [, berr] = util.read_body(limit);
             if (berr === "payload_too_large") {
-                return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), { limit_bytes: limit });
+                return fail(
+                    413,
+                    "payload_too_large",
+                    "request body larger than " + limit + " bytes",
+                    model.error_context(undefined, hdr, false),
+                    { limit_bytes: limit },
+                );
             }
         }
         return fail(415, "unsupported_media_type", "Content-Type must be application/json", model.error_context(undefined, hdr, false));
@@ -259,7 +286,8 @@ function handle(route: ApiRoute): void {
     const route_cfg = cfg.routes[route];
     const timeout_ms = route_cfg.timeout_ms ?? cfg.router.request_timeout_ms;
     // 10. idempotency: claim (tenant, route, key), or answer from / about the stored entry.
-    if (idempotency_key !== undefined && idempotency.is_enabled()) {
+    // (A shadow request, mirrored by the traffic switch, claims and stores nothing.)
+    if (idempotency_key !== undefined && idempotency.is_enabled() && !traffic.is_shadow_request()) {
         const [state, status, stored, rid, tid] = idempotency.begin(n.tenant_id, route, idempotency_key, raw, timeout_ms);
         if (state === "replay") {
             metrics.idempotency_replay();
@@ -280,7 +308,7 @@ function handle(route: ApiRoute): void {
     }
     ngx.update_time();
     const t0 = ngx.now();
-    const [reply, failure] = router_client.decide(payload, nats_headers as string[], { subject: cfg.router.decide_subject, timeout_ms });
+    const [reply, failure] = router_client.decide(payload, nats_headers as string[], cfg.router.decide_subject, timeout_ms);
     if (failure !== "payload_too_large" && failure !== "invalid_request") {
         // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
         // refused before publishing (too large, unencodable) has none.
@@ -301,13 +329,16 @@ function handle(route: ApiRoute): void {
         }
         if (failure === "payload_too_large") {
             const max = router_client.max_payload();
-            return fail(413, "payload_too_large", "the Router request would exceed the NATS max_payload of " + max + " bytes", c, { limit_bytes: max });
+            return fail(413, "payload_too_large", "the Router request would exceed the NATS max_payload of " + max + " bytes", c, {
+                limit_bytes: max,
+            });
         }
         ngx.log(ngx.ERR, "beamline: router request failed: ", failure, " trace_id=", n.trace_id);
         return fail(500, "internal", "internal error", c);
     }
     const mapped = router_reply.map_reply(reply);
-    ngx.var["beamline_router_code"] = mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    ngx.var["beamline_router_code"] =
+        mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
     if (mapped.body === undefined) {
         ngx.log(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", n.trace_id);
         return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
@@ -321,7 +352,9 @@ function handle(route: ApiRoute): void {
             }
             out = flat;
         }
-        decision_cache.store(n.tenant_id, n.request_id, n.message_id, out);
+        if (!traffic.is_shadow_request()) {
+            decision_cache.store(n.tenant_id, n.request_id, n.message_id, out);
+        }
     }
     idempotency.complete(mapped.status, out, n.request_id, n.trace_id);
     util.json_response(mapped.status, out);
