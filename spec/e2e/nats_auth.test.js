@@ -5,18 +5,16 @@
 // answers decide with 503.
 //
 // The reference Router CLI has no auth options, so the Router here is the reference Router's
-// own request handler (createHandler) on a `nats` client connection with the same credentials.
+// own request handler on a `nats` client connection with the same credentials (startRouterClient).
 const http = require('http');
 const nkeys = require('nkeys.js');
-const { connect, nkeyAuthenticator } = require('nats');
-const { createHandler, compilePolicies, DEFAULT_POLICIES } = require('../../router/reference-router');
-const { startGateway, request } = require('../support/gateway');
-const { startNats, stopAll, track } = require('../support/processes');
+const { nkeyAuthenticator } = require('nats');
+const { startGateway, request, waitReady } = require('../support/gateway');
+const { startNats, startRouterClient, stopAll } = require('../support/processes');
 const { decideBody, sleep } = require('../support/load');
 
 const DECIDE = '/api/v1/routes/decide';
 const TENANT = 't-auth';
-const SUBJECT = 'beamline.router.v1.decide';
 
 function configure(nats) {
   return (raw) => {
@@ -28,41 +26,31 @@ function configure(nats) {
 
 function decide(gw, id, mode) {
   return request(gw.url, {
-    method: 'POST', path: DECIDE,
+    method: 'POST',
+    path: DECIDE,
     headers: { 'content-type': 'application/json', 'x-tenant-id': TENANT },
     body: decideBody(id, mode),
   });
 }
 
-/** The reference Router's handler on an authenticated `nats` connection (stopped by stopAll). */
-async function startAuthRouter(servers, auth) {
-  const nc = await connect({ servers, name: 'auth-test-router', maxReconnectAttempts: -1, reconnectTimeWait: 250, ...auth });
-  const handle = createHandler({ policies: compilePolicies(DEFAULT_POLICIES), defaultMode: null });
-  nc.subscribe(SUBJECT, {
-    queue: 'beamline-router',
-    callback: (err, m) => { if (!err) handle(m.data, m.headers, { subject: m.subject, reply: m.reply }, (buf) => m.respond(buf)); },
-  });
-  await nc.flush();
-  return track({ name: 'auth-router', stop: async () => { if (!nc.isClosed()) await nc.close(); } });
-}
-
-async function waitReady(gw, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  let r;
-  while ((r = await request(gw.url, { path: '/readyz' })).status !== 200) {
-    if (Date.now() > deadline) throw new Error(`not ready: ${r.body}\n${gw.errorLog().slice(-2000)}`);
-    await sleep(20);
-  }
-}
-
 /** The server's view of its client connections (monitoring port). */
 function connz(httpPort) {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: httpPort, path: '/connz?auth=true' }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: httpPort, path: '/connz?auth=true' }, (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      })
+      .on('error', reject);
   });
 }
 
@@ -104,7 +92,7 @@ describe.each(METHODS)('NATS auth: $name', (m) => {
   let bad;
   beforeAll(async () => {
     nats = await startNats({ config: m.server, httpPort: true });
-    await startAuthRouter(nats.url, m.router);
+    await startRouterClient({ servers: nats.url, connect: m.router });
     [good, bad] = await Promise.all([
       startGateway({ natsUrl: nats.url, configure: configure(m.good) }),
       startGateway({ natsUrl: nats.url, configure: configure(m.bad) }),

@@ -3,8 +3,7 @@
 // `POST /api/v1/routes/decide` against real nginx + real nats-server(s) + the reference Router:
 // nats-server SIGKILLed and restarted under load, one server of a cluster stopped under load,
 // and `nginx -s reload` under load. Every load loop is bounded by count and time.
-const fs = require('fs');
-const { startGateway, request } = require('../support/gateway');
+const { startGateway, request, waitReady, waitDecideOk, alive } = require('../support/gateway');
 const { startNats, startNatsCluster, startRouter, stopAll } = require('../support/processes');
 const { startLoad, send, decideBody, failures, sleep } = require('../support/load');
 const { workerPids } = require('../../scripts/lib/nginx');
@@ -23,37 +22,6 @@ function configure(extra) {
 
 const decideReq = (id, mode) => ({ method: 'POST', path: DECIDE, headers: HEADERS, body: decideBody(id, mode) });
 
-async function waitReady(gw, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await request(gw.url, { path: '/readyz' }).catch(() => ({ status: 0 }));
-    if (r.status === 200) return;
-    if (Date.now() > deadline) throw new Error(`gateway not ready after ${timeoutMs} ms:\n${gw.errorLog().slice(-3000)}`);
-    await sleep(20);
-  }
-}
-
-/** Resolves once a plain decide gets 200 (the Router is subscribed where the gateway is). */
-async function waitDecideOk(gw, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (let k = 0; ; k++) {
-    const r = await send(false, gw.url, decideReq(`warm-${k}`), 5000);
-    if (r.status === 200) return;
-    if (Date.now() > deadline) throw new Error(`decide not 200 after ${timeoutMs} ms: ${r.status || r.error}`);
-    await sleep(20);
-  }
-}
-
-/** Whether a PID is alive (a zombie counts as gone: it has exited). */
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch (e) {
-    return false;
-  }
-}
-
 const fmt = (n) => n.toFixed(0);
 
 describe('nats-server SIGKILLed and restarted under load', () => {
@@ -68,15 +36,21 @@ describe('nats-server SIGKILLed and restarted under load', () => {
   });
   afterAll(() => stopAll());
 
-  test('in-flight requests fail fast with 503; new requests succeed within 2 s of the server\'s return', async () => {
+  test("in-flight requests fail fast with 503; new requests succeed within 2 s of the server's return", async () => {
     const load = startLoad({
-      url: gw.url, concurrency: 8, count: 200000, durationMs: 6000, record: true, pauseOnFailureMs: 5,
+      url: gw.url,
+      concurrency: 8,
+      count: 200000,
+      durationMs: 6000,
+      record: true,
+      pauseOnFailureMs: 5,
       request: (i) => decideReq(`kill-${i}`),
     });
     await sleep(800);
     // Requests parked at the Router (3 s, timeout 5 s): certainly in flight at the kill.
-    const inflight = Array.from({ length: 20 }, (_, k) => send(false, gw.url, decideReq(`parked-${k}`, 'delay:3000'), 10000)
-      .then((r) => ({ ...r, end: performance.now() })));
+    const inflight = Array.from({ length: 20 }, (_, k) =>
+      send(false, gw.url, decideReq(`parked-${k}`, 'delay:3000'), 10000).then((r) => ({ ...r, end: performance.now() })),
+    );
     await sleep(300);
     const tKill = performance.now();
     expect(nats.kill('SIGKILL')).toBe(true);
@@ -99,8 +73,10 @@ describe('nats-server SIGKILLed and restarted under load', () => {
       expect(r.headers['retry-after']).toBe('1');
     }
     // parked at the Router for 3 s with a 5 s timeout: answered right after the kill instead
-    console.log(`kill: 20 requests in flight (Router delay 3000 ms, timeout 5000 ms) answered 503 ` +
-      `${fmt(Math.min(...parkedAfterKill))}–${fmt(Math.max(...parkedAfterKill))} ms after the SIGKILL`);
+    console.log(
+      `kill: 20 requests in flight (Router delay 3000 ms, timeout 5000 ms) answered 503 ` +
+        `${fmt(Math.min(...parkedAfterKill))}–${fmt(Math.max(...parkedAfterKill))} ms after the SIGKILL`,
+    );
     expect(Math.max(...parkedAfterKill)).toBeLessThan(1500);
 
     // --- the load loop
@@ -114,10 +90,12 @@ describe('nats-server SIGKILLed and restarted under load', () => {
     const killLatency = hitByKill.map((x) => x.end - tKill);
     const downMs = down.filter((x) => x.status === 503).map((x) => x.end - x.start);
     const nonOk = (xs) => xs.filter((x) => x.status !== 200).length;
-    console.log(`kill under load: ${stats.completed} requests ${JSON.stringify(stats.statuses)} errors ${stats.errors}; ` +
-      `before kill ${before.length} (non-200 ${nonOk(before)}); in flight at the kill ${hitByKill.length} ` +
-      `(answered ${fmt(Math.max(0, ...killLatency))} ms after it at worst); during the outage ${down.length} (non-200 ${nonOk(down)}, each 503 within ${fmt(Math.max(0, ...downMs))} ms); ` +
-      `first 200 ${fmt(recoveryMs)} ms after the server was back; ${after2s.length} requests started ≥2 s later, non-200 ${nonOk(after2s)}`);
+    console.log(
+      `kill under load: ${stats.completed} requests ${JSON.stringify(stats.statuses)} errors ${stats.errors}; ` +
+        `before kill ${before.length} (non-200 ${nonOk(before)}); in flight at the kill ${hitByKill.length} ` +
+        `(answered ${fmt(Math.max(0, ...killLatency))} ms after it at worst); during the outage ${down.length} (non-200 ${nonOk(down)}, each 503 within ${fmt(Math.max(0, ...downMs))} ms); ` +
+        `first 200 ${fmt(recoveryMs)} ms after the server was back; ${after2s.length} requests started ≥2 s later, non-200 ${nonOk(after2s)}`,
+    );
     expect(stats.errors).toBe(0);
     expect(nonOk(before)).toBe(0);
     // every failure is a 503, never a 504 or a 5xx of another kind
@@ -158,7 +136,11 @@ describe('two-server cluster, one server stopped under load', () => {
 
     const concurrency = 8;
     const load = startLoad({
-      url: gw.url, concurrency, count: 200000, durationMs: 4000, record: true,
+      url: gw.url,
+      concurrency,
+      count: 200000,
+      durationMs: 4000,
+      record: true,
       request: (i) => decideReq(`cl-${i}`),
     });
     await sleep(1500);
@@ -174,9 +156,11 @@ describe('two-server cluster, one server stopped under load', () => {
     const inFlightAtStop = recs.filter((x) => x.start < tStopped && x.end >= tStop);
     const badNotInFlight = bad.filter((x) => !inFlightAtStop.includes(x));
     const lastBadEnd = bad.length ? Math.max(...bad.map((x) => x.end)) - tStop : 0;
-    console.log(`cluster failover: ${stats.completed} requests ${JSON.stringify(stats.statuses)} errors ${stats.errors}; ` +
-      `failed ${bad.length} (bound: ${concurrency} in flight; in flight during the stop ${inFlightAtStop.length}, failures among the others ${badNotInFlight.length}), last failure ${fmt(lastBadEnd)} ms after the stop began ` +
-      `(stop took ${fmt(tStopped - tStop)} ms); ${after.length} requests after the stop; now on ${h1.json.nats.server}`);
+    console.log(
+      `cluster failover: ${stats.completed} requests ${JSON.stringify(stats.statuses)} errors ${stats.errors}; ` +
+        `failed ${bad.length} (bound: ${concurrency} in flight; in flight during the stop ${inFlightAtStop.length}, failures among the others ${badNotInFlight.length}), last failure ${fmt(lastBadEnd)} ms after the stop began ` +
+        `(stop took ${fmt(tStopped - tStop)} ms); ${after.length} requests after the stop; now on ${h1.json.nats.server}`,
+    );
     expect(stats.errors).toBe(0);
     for (const s of Object.keys(stats.statuses)) expect(['200', '503']).toContain(s);
     expect(bad.length).toBeLessThanOrEqual(concurrency);
@@ -192,7 +176,12 @@ describe('nginx -s reload under load', () => {
     const nats = await startNats();
     await startRouter({ natsUrl: nats.url });
     // a long shutdown backstop, so an old worker that lingers shows up as one
-    gw = await startGateway({ natsUrl: nats.url, configure: configure((raw) => { raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 60 }; }) });
+    gw = await startGateway({
+      natsUrl: nats.url,
+      configure: configure((raw) => {
+        raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 60 };
+      }),
+    });
     await waitReady(gw);
     await waitDecideOk(gw);
   });
@@ -204,7 +193,13 @@ describe('nginx -s reload under load', () => {
     // keep-alive clients (the usual case) and clients opening a connection per request
     const common = { url: gw.url, count: 100000, durationMs: 4500, request: (i) => decideReq(`rl-${i}`) };
     const kaLoad = startLoad({ ...common, concurrency: 12 });
-    const freshLoad = startLoad({ ...common, concurrency: 4, keepAlive: false, retryReusedReset: false, request: (i) => decideReq(`rlf-${i}`) });
+    const freshLoad = startLoad({
+      ...common,
+      concurrency: 4,
+      keepAlive: false,
+      retryReusedReset: false,
+      request: (i) => decideReq(`rlf-${i}`),
+    });
     const exits = [];
     /** reload; resolve with the new generation; note when the old workers are gone */
     const reloadOnce = async () => {
@@ -213,10 +208,12 @@ describe('nginx -s reload under load', () => {
       gw.reload();
       let fresh = [];
       for (let k = 0; k < 250 && !(fresh = workerPids(gw.pid).filter((p) => !old.includes(p))).length; k++) await sleep(20);
-      exits.push((async () => {
-        while (old.some(alive) && performance.now() - t < 15000) await sleep(25);
-        return { old, ms: performance.now() - t, gone: !old.some(alive) };
-      })());
+      exits.push(
+        (async () => {
+          while (old.some(alive) && performance.now() - t < 15000) await sleep(25);
+          return { old, ms: performance.now() - t, gone: !old.some(alive) };
+        })(),
+      );
       return fresh;
     };
     await sleep(1000);
@@ -228,13 +225,15 @@ describe('nginx -s reload under load', () => {
     const [ka, fresh] = await Promise.all([kaLoad.done, freshLoad.done]);
     const exited = await Promise.all(exits);
     const now = workerPids(gw.pid);
-    console.log(`reload x2 under load: keep-alive ${ka.completed} requests ${JSON.stringify(ka.statuses)} errors ${ka.errors} ` +
-      `(idle keep-alive connections closed by the old worker as a request went out, retried on a new connection: ${ka.retries}` +
-      `${ka.errorSamples.length ? `; errors: ${JSON.stringify(ka.errorSamples)}` : ''}); ` +
-      `new connection per request ${fresh.completed} requests ${JSON.stringify(fresh.statuses)} errors ${fresh.errors}` +
-      `${fresh.errorSamples.length ? ` ${JSON.stringify(fresh.errorSamples)}` : ''}; ` +
-      `old workers exited ${exited.map((e) => `${e.old.join(',')} after ${fmt(e.ms)} ms`).join(' and ')} ` +
-      `(worker_shutdown_timeout 60 s); workers now ${now.join(',')}`);
+    console.log(
+      `reload x2 under load: keep-alive ${ka.completed} requests ${JSON.stringify(ka.statuses)} errors ${ka.errors} ` +
+        `(idle keep-alive connections closed by the old worker as a request went out, retried on a new connection: ${ka.retries}` +
+        `${ka.errorSamples.length ? `; errors: ${JSON.stringify(ka.errorSamples)}` : ''}); ` +
+        `new connection per request ${fresh.completed} requests ${JSON.stringify(fresh.statuses)} errors ${fresh.errors}` +
+        `${fresh.errorSamples.length ? ` ${JSON.stringify(fresh.errorSamples)}` : ''}; ` +
+        `old workers exited ${exited.map((e) => `${e.old.join(',')} after ${fmt(e.ms)} ms`).join(' and ')} ` +
+        `(worker_shutdown_timeout 60 s); workers now ${now.join(',')}`,
+    );
     expect(ka.completed + fresh.completed).toBeGreaterThan(2000);
     expect(fresh.completed).toBeGreaterThan(200);
     expect(failures(ka)).toBe(0);

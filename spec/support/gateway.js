@@ -20,7 +20,9 @@ function processesUsing(file) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (fs.readlinkSync(`/proc/${entry}/fd/2`) === file || fs.readlinkSync(`/proc/${entry}/fd/3`) === file) pids.push(Number(entry));
-    } catch (e) { /* gone, or not ours to read */ }
+    } catch (e) {
+      /* gone, or not ours to read */
+    }
   }
   return pids;
 }
@@ -55,7 +57,11 @@ async function startGateway(opts = {}) {
   proc.stop = async () => {
     await stopMaster();
     for (const pid of processesUsing(errorLog)) {
-      try { process.kill(pid, 'SIGKILL'); } catch (e) { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        /* already gone */
+      }
     }
   };
   return Object.assign(proc, {
@@ -86,14 +92,25 @@ function request(baseUrl, req = {}) {
   const u = new URL(req.path || '/', baseUrl);
   return new Promise((resolve, reject) => {
     const r = http.request(
-      { host: u.hostname, port: u.port, path: u.pathname + u.search, method: req.method || 'GET', headers: req.headers || {}, agent: false },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method: req.method || 'GET',
+        headers: req.headers || {},
+        agent: false,
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8');
           let json;
-          try { json = JSON.parse(body); } catch (e) { json = undefined; }
+          try {
+            json = JSON.parse(body);
+          } catch (e) {
+            json = undefined;
+          }
           resolve({ status: res.statusCode, headers: res.headers, body, json });
         });
       },
@@ -104,4 +121,74 @@ function request(baseUrl, req = {}) {
   });
 }
 
-module.exports = { startGateway, startStack, request };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once GET /readyz answers 200 (this worker's NATS connection is up); rejects after timeoutMs. */
+async function waitReady(gw, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await request(gw.url, { path: '/readyz' }).catch((e) => ({ status: 0, body: e.message }));
+    if (r.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`gateway not ready after ${timeoutMs} ms: ${r.body}\n${gw.errorLog().slice(-3000)}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * Resolves once a plain decide (tenant `t-warm`) gets 200: the Router is subscribed where the
+ * gateway is connected. Rejects after timeoutMs with the last status.
+ */
+async function waitDecideOk(gw, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  for (let k = 0; ; k++) {
+    const r = await request(gw.url, {
+      method: 'POST',
+      path: '/api/v1/routes/decide',
+      headers: { 'content-type': 'application/json', 'x-tenant-id': 't-warm' },
+      body: JSON.stringify({ version: '1', request_id: `warm-${k}`, task: { type: 'chat', payload: { text: 'hi' } } }),
+    }).catch((e) => ({ status: 0, body: e.message }));
+    if (r.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`decide not 200 after ${timeoutMs} ms: ${r.status} ${r.body}`);
+    await sleep(20);
+  }
+}
+
+/** Whether a PID is alive (a zombie counts as gone: it has exited). */
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch (e) {
+    return false;
+  }
+}
+
+/** Resident set size of a process in KiB (VmRSS), or undefined when it is gone. */
+function rssKb(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) : undefined;
+  } catch (e) {
+    return undefined;
+  }
+}
+
+/**
+ * Memory of a process in KiB from /proc/<pid>/status: rss = anon + file + shmem. Shared dicts
+ * (lua_shared_dict) count in `shmem` as their pages are touched, up to their configured size;
+ * the Lua heap and every per-worker table are in `anon`. Undefined when the process is gone.
+ */
+function memKb(pid) {
+  try {
+    const t = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const f = (k) => {
+      const m = t.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm'));
+      return m ? Number(m[1]) : 0;
+    };
+    return { rss: f('VmRSS'), anon: f('RssAnon'), file: f('RssFile'), shmem: f('RssShmem') };
+  } catch (e) {
+    return undefined;
+  }
+}
+
+module.exports = { startGateway, startStack, request, waitReady, waitDecideOk, alive, rssKb, memKb };

@@ -37,25 +37,47 @@ function send(agent, baseUrl, req, timeoutMs) {
   const t0 = performance.now();
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (v) => { if (!settled) { settled = true; resolve({ ...v, ms: performance.now() - t0 }); } };
+    const finish = (v) => {
+      if (!settled) {
+        settled = true;
+        resolve({ ...v, ms: performance.now() - t0 });
+      }
+    };
     const body = req.body === undefined ? undefined : Buffer.from(req.body);
     const headers = { ...(req.headers || {}) };
     if (body !== undefined) headers['content-length'] = String(body.length);
-    const r = http.request({
-      host: u.hostname, port: u.port, path: u.pathname + u.search, method: req.method || 'GET', headers, agent,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json;
-        try { json = JSON.parse(text); } catch (e) { json = undefined; }
-        finish({ status: res.statusCode, headers: res.headers, body: text, json, reused: r.reusedSocket });
-      });
-      res.on('error', (e) => finish({ error: e, reused: r.reusedSocket }));
-    });
+    const r = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method: req.method || 'GET',
+        headers,
+        agent,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json;
+          try {
+            json = JSON.parse(text);
+          } catch (e) {
+            json = undefined;
+          }
+          finish({ status: res.statusCode, headers: res.headers, body: text, json, reused: r.reusedSocket });
+        });
+        res.on('error', (e) => finish({ error: e, reused: r.reusedSocket }));
+      },
+    );
     r.on('error', (e) => finish({ error: e, reused: r.reusedSocket }));
     if (timeoutMs) r.setTimeout(timeoutMs, () => r.destroy(new Error(`client timeout after ${timeoutMs} ms`)));
+    // a client that gives up early (req.abortMs): the connection is closed mid-request
+    if (req.abortMs)
+      setTimeout(() => {
+        if (!settled) r.destroy(new Error(`aborted by the client after ${req.abortMs} ms`));
+      }, req.abortMs);
     if (body !== undefined) r.write(body);
     r.end();
   });
@@ -66,8 +88,9 @@ function send(agent, baseUrl, req, timeoutMs) {
  *
  * @param {object} o
  * @param {string} o.url  base URL (http://127.0.0.1:port)
- * @param {(i: number) => {method?: string, path?: string, headers?: object, body?: string}} o.request
- *   builds request number i (0-based, unique across loops)
+ * @param {(i: number) => {method?: string, path?: string, headers?: object, body?: string, abortMs?: number}} o.request
+ *   builds request number i (0-based, unique across loops); `abortMs`: the client closes the
+ *   connection that long after sending (a client abort, counted as an error)
  * @param {number} [o.concurrency=8]
  * @param {number} [o.count=1000]  stop after this many requests were started
  * @param {number} [o.durationMs=5000]  stop starting requests after this long
@@ -100,8 +123,15 @@ function startLoad(o) {
   let stopped = false;
   /** @type {LoadResult} */
   const stats = {
-    started: 0, completed: 0, statuses: {}, errors: 0, errorSamples: [], retries: 0,
-    records: o.record ? [] : undefined, elapsedMs: 0, maxMs: 0,
+    started: 0,
+    completed: 0,
+    statuses: {},
+    errors: 0,
+    errorSamples: [],
+    retries: 0,
+    records: o.record ? [] : undefined,
+    elapsedMs: 0,
+    maxMs: 0,
   };
 
   async function loop() {
@@ -124,11 +154,24 @@ function startLoad(o) {
       if (end - start > stats.maxMs) stats.maxMs = end - start;
       if (res.error) {
         stats.errors++;
-        if (stats.errorSamples.length < 10) stats.errorSamples.push(`${res.error.message}${res.reused ? ' (reused socket)' : ''}${retried ? ' (on the retry)' : ''} at +${(end - t0).toFixed(0)} ms`);
+        if (stats.errorSamples.length < 10)
+          stats.errorSamples.push(
+            `${res.error.message}${res.reused ? ' (reused socket)' : ''}${retried ? ' (on the retry)' : ''} at +${(end - t0).toFixed(0)} ms`,
+          );
       } else {
         stats.statuses[res.status] = (stats.statuses[res.status] || 0) + 1;
       }
-      if (stats.records) stats.records.push({ i, start, end, status: res.error ? undefined : res.status, error: res.error ? res.error.message : undefined, reused: !!res.reused, retried, json: o.keepJson ? res.json : undefined });
+      if (stats.records)
+        stats.records.push({
+          i,
+          start,
+          end,
+          status: res.error ? undefined : res.status,
+          error: res.error ? res.error.message : undefined,
+          reused: !!res.reused,
+          retried,
+          json: o.keepJson ? res.json : undefined,
+        });
       if (o.onResponse) o.onResponse(res, i, req);
       if ((res.error || res.status !== 200) && o.pauseOnFailureMs) await sleep(o.pauseOnFailureMs);
     }
@@ -141,7 +184,83 @@ function startLoad(o) {
     if (agent) agent.destroy();
     return stats;
   });
-  return { done, stop() { stopped = true; }, stats, t0 };
+  return {
+    done,
+    stop() {
+      stopped = true;
+    },
+    stats,
+    t0,
+  };
+}
+
+/**
+ * An open-loop load: requests start at a fixed rate whatever the answers do (a slow answer does
+ * not slow the next request down, unlike startLoad's closed loops), over a keep-alive pool that
+ * grows as needed. Records every request like startLoad({record: true}).
+ *
+ * @param {object} o
+ * @param {string} o.url
+ * @param {(i: number) => object} o.request
+ * @param {number} o.rps  requests started per second
+ * @param {number} o.durationMs
+ * @param {number} [o.timeoutMs=15000]
+ * @returns {{done: Promise<LoadResult>, stop: () => void}}
+ */
+function startOpenLoad(o) {
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 1024 });
+  const t0 = performance.now();
+  const stats = { started: 0, completed: 0, statuses: {}, errors: 0, errorSamples: [], retries: 0, records: [], elapsedMs: 0, maxMs: 0 };
+  const pending = [];
+  let stopped = false;
+  let timer;
+  const fire = async (i) => {
+    const req = o.request(i);
+    const start = performance.now();
+    const res = await send(agent, o.url, req, o.timeoutMs || 15000);
+    const end = performance.now();
+    stats.completed++;
+    if (end - start > stats.maxMs) stats.maxMs = end - start;
+    if (res.error) {
+      stats.errors++;
+      if (stats.errorSamples.length < 10) stats.errorSamples.push(res.error.message);
+    } else {
+      stats.statuses[res.status] = (stats.statuses[res.status] || 0) + 1;
+    }
+    stats.records.push({
+      i,
+      start,
+      end,
+      status: res.error ? undefined : res.status,
+      error: res.error ? res.error.message : undefined,
+      reused: !!res.reused,
+      retried: false,
+    });
+  };
+  const done = new Promise((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      const due = Math.floor(((now - t0) / 1000) * o.rps);
+      while (!stopped && stats.started < due && now - t0 < o.durationMs) pending.push(fire(stats.started++));
+      if (stopped || now - t0 >= o.durationMs) {
+        clearInterval(timer);
+        Promise.all(pending).then(() => {
+          stats.elapsedMs = performance.now() - t0;
+          agent.destroy();
+          resolve(stats);
+        });
+      }
+    };
+    timer = setInterval(tick, 5);
+  });
+  return {
+    done,
+    stop() {
+      stopped = true;
+    },
+    stats,
+    t0,
+  };
 }
 
 /** startLoad(o).done */
@@ -170,4 +289,4 @@ function failures(stats) {
  * @property {number} maxMs  slowest request
  */
 
-module.exports = { startLoad, runLoad, send, decideBody, failures, sleep };
+module.exports = { startLoad, startOpenLoad, runLoad, send, decideBody, failures, sleep };

@@ -59,12 +59,14 @@ async function waitForPortClosed(port, timeoutMs = 10000) {
 function tail(file, lines = 40) {
   try {
     const text = fs.readFileSync(file, 'utf8');
-    return text.split('\n').slice(-lines - 1).join('\n');
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch (e) {
     return '';
   }
 }
-
 
 /**
  * @typedef {object} ProcessHandle
@@ -108,17 +110,31 @@ async function startProcess(o) {
   const handle = {
     name: o.name,
     logFile,
-    get pid() { return child ? child.pid : undefined; },
-    get running() { return !!child && exitInfo === null; },
+    get pid() {
+      return child ? child.pid : undefined;
+    },
+    get running() {
+      return !!child && exitInfo === null;
+    },
     kill(signal = 'SIGTERM') {
       if (!child || exitInfo !== null) return false;
-      try { return child.kill(signal); } catch (e) { return false; }
+      try {
+        return child.kill(signal);
+      } catch (e) {
+        return false;
+      }
     },
     async waitExit(timeoutMs = stopTimeoutMs) {
       if (!exitPromise) return { code: null, signal: null };
       let t;
-      const timeout = new Promise((_, rej) => { t = setTimeout(() => rej(new Error(`${o.name} (pid ${handle.pid}) did not exit within ${timeoutMs} ms`)), timeoutMs); });
-      try { return await Promise.race([exitPromise, timeout]); } finally { clearTimeout(t); }
+      const timeout = new Promise((_, rej) => {
+        t = setTimeout(() => rej(new Error(`${o.name} (pid ${handle.pid}) did not exit within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        return await Promise.race([exitPromise, timeout]);
+      } finally {
+        clearTimeout(t);
+      }
     },
     async stop() {
       registry.delete(handle);
@@ -129,22 +145,38 @@ async function startProcess(o) {
       registry.add(handle);
       await launch();
     },
-    tail(lines = 40) { return tail(logFile, lines); },
+    tail(lines = 40) {
+      return tail(logFile, lines);
+    },
   };
 
   async function terminate() {
     if (!child || exitInfo !== null) return;
     const c = child;
-    try { c.kill('SIGCONT'); } catch (e) { /* may be SIGSTOPped by a test */ }
-    try { c.kill('SIGTERM'); } catch (e) { /* already gone */ }
+    try {
+      c.kill('SIGCONT');
+    } catch (e) {
+      /* may be SIGSTOPped by a test */
+    }
+    try {
+      c.kill('SIGTERM');
+    } catch (e) {
+      /* already gone */
+    }
     let t;
     const timedOut = await Promise.race([
       exitPromise.then(() => false),
-      new Promise((r) => { t = setTimeout(() => r(true), stopTimeoutMs); }),
+      new Promise((r) => {
+        t = setTimeout(() => r(true), stopTimeoutMs);
+      }),
     ]);
     clearTimeout(t);
     if (timedOut && exitInfo === null) {
-      try { c.kill('SIGKILL'); } catch (e) { /* gone */ }
+      try {
+        c.kill('SIGKILL');
+      } catch (e) {
+        /* gone */
+      }
       await exitPromise;
     }
   }
@@ -164,7 +196,10 @@ async function startProcess(o) {
     }
     const c = child;
     exitPromise = new Promise((resolve) => {
-      c.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); });
+      c.once('exit', (code, signal) => {
+        exitInfo = { code, signal };
+        resolve(exitInfo);
+      });
       c.once('error', (err) => {
         exitInfo = { code: null, signal: null, error: err };
         fs.appendFileSync(logFile, `spawn error: ${err.message}\n`);
@@ -176,9 +211,8 @@ async function startProcess(o) {
     const fail = async (why) => {
       await terminate();
       registry.delete(handle);
-      const msg = `${o.name} failed to start (${why}): ${o.command} ${(o.args || []).join(' ')}\n` +
-        `log ${logFile}, last lines:\n${tail(logFile)}`;
-      // eslint-disable-next-line no-console
+      const msg =
+        `${o.name} failed to start (${why}): ${o.command} ${(o.args || []).join(' ')}\n` + `log ${logFile}, last lines:\n${tail(logFile)}`;
       if (!o.quiet) console.error(msg);
       throw new Error(msg);
     };
@@ -186,14 +220,16 @@ async function startProcess(o) {
       try {
         const buf = fs.readFileSync(logFile);
         return o.readyPattern.test(buf.subarray(startOffset).toString('utf8'));
-      } catch (e) { return false; }
+      } catch (e) {
+        return false;
+      }
     };
     for (;;) {
       if (exitInfo !== null) {
         await fail(exitInfo.error ? exitInfo.error.message : `exited with code ${exitInfo.code} signal ${exitInfo.signal}`);
       }
       const patOk = !o.readyPattern || readPattern();
-      const portOk = o.readyPort === undefined || (patOk && await portOpen(o.readyPort));
+      const portOk = o.readyPort === undefined || (patOk && (await portOpen(o.readyPort)));
       if (patOk && portOk) return;
       if (Date.now() >= deadline) await fail(`not ready after ${readyTimeoutMs} ms`);
       await sleep(25);
@@ -230,14 +266,22 @@ async function stopAll() {
   registry.clear();
   const errors = [];
   for (const h of all) {
-    try { await h.stop(); } catch (e) { errors.push(e); }
+    try {
+      await h.stop();
+    } catch (e) {
+      errors.push(e);
+    }
   }
   if (errors.length) throw errors[0];
 }
 
 process.on('exit', () => {
   for (const h of registry) {
-    try { if (h.running && h.pid) process.kill(h.pid, 'SIGKILL'); } catch (e) { /* gone */ }
+    try {
+      if (h.running && h.pid) process.kill(h.pid, 'SIGKILL');
+    } catch (e) {
+      /* gone */
+    }
   }
 });
 
@@ -265,7 +309,7 @@ process.on('exit', () => {
  * @returns {Promise<NatsHandle>}
  */
 async function startNats(opts = {}) {
-  const port = opts.port || await freePort();
+  const port = opts.port || (await freePort());
   const args = ['-a', HOST, '-p', String(port)];
   let configFile;
   if (opts.config !== undefined) {
@@ -275,7 +319,7 @@ async function startNats(opts = {}) {
   }
   let clusterPort;
   if (opts.clusterName || opts.clusterPort || opts.routes) {
-    clusterPort = opts.clusterPort || await freePort();
+    clusterPort = opts.clusterPort || (await freePort());
     args.push('--cluster', `nats://${HOST}:${clusterPort}`);
     if (opts.clusterName) args.push('--cluster_name', opts.clusterName);
     if (opts.routes && opts.routes.length) args.push('--routes', opts.routes.join(','));
@@ -317,15 +361,17 @@ async function startNatsCluster(opts = {}) {
   const routes = clusterPorts.map((p) => `nats://${HOST}:${p}`);
   const servers = [];
   for (let i = 0; i < size; i++) {
-    servers.push(await startNats({
-      clusterName,
-      clusterPort: clusterPorts[i],
-      routes: routes.filter((_, j) => j !== i),
-      httpPort: true,
-      serverName: `n${i + 1}-${clusterPorts[i]}`,
-      args: opts.args,
-      readyTimeoutMs: opts.readyTimeoutMs,
-    }));
+    servers.push(
+      await startNats({
+        clusterName,
+        clusterPort: clusterPorts[i],
+        routes: routes.filter((_, j) => j !== i),
+        httpPort: true,
+        serverName: `n${i + 1}-${clusterPorts[i]}`,
+        args: opts.args,
+        readyTimeoutMs: opts.readyTimeoutMs,
+      }),
+    );
   }
   const deadline = Date.now() + (opts.readyTimeoutMs || 15000);
   for (const s of servers) {
@@ -341,7 +387,9 @@ async function startNatsCluster(opts = {}) {
     servers,
     urls,
     url: urls.join(','),
-    async stop() { for (const s of [...servers].reverse()) await s.stop(); },
+    async stop() {
+      for (const s of [...servers].reverse()) await s.stop();
+    },
   };
 }
 
@@ -352,9 +400,15 @@ function routeCount(httpPort) {
     const req = http.get({ host: HOST, port: httpPort, path: '/routez' }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
+      res.on('data', (d) => {
+        body += d;
+      });
       res.on('end', () => {
-        try { resolve(JSON.parse(body).num_routes || 0); } catch (e) { reject(e); }
+        try {
+          resolve(JSON.parse(body).num_routes || 0);
+        } catch (e) {
+          reject(e);
+        }
       });
     });
     req.on('error', reject);
@@ -391,6 +445,60 @@ async function startRouter(opts) {
   return Object.assign(h, { natsUrl: opts.natsUrl });
 }
 
+/**
+ * The reference Router's request handler on a `nats` client connection inside this process, for
+ * servers the Router CLI cannot reach (credentials, TLS with a test CA or client certificate).
+ * Registered: stopAll() closes it.
+ *
+ * @param {object} o
+ * @param {string|string[]} o.servers
+ * @param {object} [o.connect]  extra `nats` connect options (auth, `tls: {caFile, certFile, keyFile}`)
+ * @param {string} [o.subject='beamline.router.v1.decide']
+ * @returns {Promise<{name: string, nc: object, stop: () => Promise<void>}>}
+ */
+async function startRouterClient(o) {
+  const { connect } = require('nats');
+  const { createHandler, compilePolicies, DEFAULT_POLICIES } = require('../../router/reference-router');
+  const nc = await connect({
+    servers: o.servers,
+    name: 'test-router-client',
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    ...(o.connect || {}),
+  });
+  const handle = createHandler({ policies: compilePolicies(DEFAULT_POLICIES), defaultMode: o.mode || null });
+  const subscribe = () =>
+    nc.subscribe(o.subject || 'beamline.router.v1.decide', {
+      queue: 'beamline-router',
+      callback: (err, m) => {
+        if (!err) handle(m.data, m.headers, { subject: m.subject, reply: m.reply }, (buf) => m.respond(buf));
+      },
+    });
+  let sub = subscribe();
+  await nc.flush();
+  return track({
+    name: 'router-client',
+    nc,
+    /** Unsubscribes: requests get NATS no-responders until resume(). */
+    async pause() {
+      if (sub) {
+        sub.unsubscribe();
+        sub = null;
+        await nc.flush();
+      }
+    },
+    async resume() {
+      if (!sub) {
+        sub = subscribe();
+        await nc.flush();
+      }
+    },
+    stop: async () => {
+      if (!nc.isClosed()) await nc.close();
+    },
+  });
+}
+
 module.exports = {
   HOST,
   REPO_ROOT,
@@ -404,6 +512,7 @@ module.exports = {
   startNats,
   startNatsCluster,
   startRouter,
+  startRouterClient,
   track,
   untrack,
   stopAll,

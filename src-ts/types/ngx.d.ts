@@ -29,23 +29,46 @@ declare type NgxHeaderValue = string | string[];
 /** A non-blocking TCP cosocket (`ngx.socket.tcp()`). Owned by the request or timer that made it. */
 declare interface NgxTcpSocket {
     /** Connects; returns 1 on success or nil and an error string. */
-    connect(this: NgxTcpSocket, host: string, port: number, options?: { pool?: string; pool_size?: number; backlog?: number }): LuaMultiReturn<[1, undefined] | [undefined, string]>;
+    connect(
+        this: NgxTcpSocket,
+        host: string,
+        port: number,
+        options?: { pool?: string; pool_size?: number; backlog?: number },
+    ): LuaMultiReturn<[1, undefined] | [undefined, string]>;
     /** TLS handshake on a connected socket. */
-    sslhandshake(this: NgxTcpSocket, reused_session: undefined | boolean, server_name?: string, ssl_verify?: boolean, send_status_req?: boolean): LuaMultiReturn<[unknown, undefined] | [undefined, string]>;
+    sslhandshake(
+        this: NgxTcpSocket,
+        reused_session: undefined | boolean,
+        server_name?: string,
+        ssl_verify?: boolean,
+        send_status_req?: boolean,
+    ): LuaMultiReturn<[unknown, undefined] | [undefined, string]>;
+    /**
+     * Client certificate for the next sslhandshake (lua-resty-core ≥ 0.1.24 / lua-nginx-module
+     * ≥ 0.10.23): `cert` from `ngx.ssl.parse_pem_cert`, `pkey` from `ngx.ssl.parse_pem_priv_key`.
+     */
+    setclientcert(this: NgxTcpSocket, cert: unknown, pkey: unknown): LuaMultiReturn<[true, undefined] | [undefined, string]>;
     /** Sends a string or a (1-based) array of strings in one write; returns bytes sent or nil, err. */
     send(this: NgxTcpSocket, data: string | string[]): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     /**
      * Reads by pattern: `"*l"` a line, `"*a"` all, or a byte count. On error returns nil, err and
      * the partial data (which is then lost to later reads).
      */
-    receive(this: NgxTcpSocket, pattern?: "*l" | "*a" | number): LuaMultiReturn<[string, undefined, undefined] | [undefined, string, string | undefined]>;
+    receive(
+        this: NgxTcpSocket,
+        pattern?: "*l" | "*a" | number,
+    ): LuaMultiReturn<[string, undefined, undefined] | [undefined, string, string | undefined]>;
     /** Returns whatever is available, up to `max` bytes, as soon as anything arrives. */
     receiveany(this: NgxTcpSocket, max: number): LuaMultiReturn<[string, undefined] | [undefined, string]>;
     /** One timeout (ms) for connect, send and read. */
     settimeout(this: NgxTcpSocket, ms: number): void;
     /** Separate connect, send and read timeouts (ms). */
     settimeouts(this: NgxTcpSocket, connect_ms: number, send_ms: number, read_ms: number): void;
-    setoption(this: NgxTcpSocket, option: "keepalive" | "reuseaddr" | "tcp-nodelay" | "sndbuf" | "rcvbuf", value: number | boolean): LuaMultiReturn<[1, undefined] | [undefined, string]>;
+    setoption(
+        this: NgxTcpSocket,
+        option: "keepalive" | "reuseaddr" | "tcp-nodelay" | "sndbuf" | "rcvbuf",
+        value: number | boolean,
+    ): LuaMultiReturn<[1, undefined] | [undefined, string]>;
     setkeepalive(this: NgxTcpSocket, max_idle_ms?: number, pool_size?: number): LuaMultiReturn<[1, undefined] | [undefined, string]>;
     getreusedtimes(this: NgxTcpSocket): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     close(this: NgxTcpSocket): LuaMultiReturn<[1, undefined] | [undefined, string]>;
@@ -56,16 +79,52 @@ declare interface NgxSharedDict {
     get(this: NgxSharedDict, key: string): LuaMultiReturn<[string | number | boolean | undefined, number | undefined]>;
     get_stale(this: NgxSharedDict, key: string): LuaMultiReturn<[string | number | boolean | undefined, number | undefined, boolean]>;
     /** Returns success, err, forcible (another key was evicted to make room). */
-    set(this: NgxSharedDict, key: string, value: string | number | boolean | undefined, exptime?: number, flags?: number): LuaMultiReturn<[boolean, string | undefined, boolean]>;
+    set(
+        this: NgxSharedDict,
+        key: string,
+        value: string | number | boolean | undefined,
+        exptime?: number,
+        flags?: number,
+    ): LuaMultiReturn<[boolean, string | undefined, boolean]>;
     /** Like set, but never evicts: fails with "no memory" instead. */
-    safe_set(this: NgxSharedDict, key: string, value: string | number | boolean | undefined, exptime?: number, flags?: number): LuaMultiReturn<[boolean, string | undefined]>;
+    safe_set(
+        this: NgxSharedDict,
+        key: string,
+        value: string | number | boolean | undefined,
+        exptime?: number,
+        flags?: number,
+    ): LuaMultiReturn<[boolean, string | undefined]>;
     /** Stores only when the key is absent: err "exists" otherwise. */
-    add(this: NgxSharedDict, key: string, value: string | number | boolean, exptime?: number, flags?: number): LuaMultiReturn<[boolean, string | undefined, boolean]>;
-    safe_add(this: NgxSharedDict, key: string, value: string | number | boolean, exptime?: number, flags?: number): LuaMultiReturn<[boolean, string | undefined]>;
-    replace(this: NgxSharedDict, key: string, value: string | number | boolean, exptime?: number, flags?: number): LuaMultiReturn<[boolean, string | undefined, boolean]>;
+    add(
+        this: NgxSharedDict,
+        key: string,
+        value: string | number | boolean,
+        exptime?: number,
+        flags?: number,
+    ): LuaMultiReturn<[boolean, string | undefined, boolean]>;
+    safe_add(
+        this: NgxSharedDict,
+        key: string,
+        value: string | number | boolean,
+        exptime?: number,
+        flags?: number,
+    ): LuaMultiReturn<[boolean, string | undefined]>;
+    replace(
+        this: NgxSharedDict,
+        key: string,
+        value: string | number | boolean,
+        exptime?: number,
+        flags?: number,
+    ): LuaMultiReturn<[boolean, string | undefined, boolean]>;
     delete(this: NgxSharedDict, key: string): void;
     /** Atomic add; with `init` it creates a missing key (with `init_ttl` seconds to live). */
-    incr(this: NgxSharedDict, key: string, value: number, init?: number, init_ttl?: number): LuaMultiReturn<[number, undefined, boolean] | [undefined, string, boolean]>;
+    incr(
+        this: NgxSharedDict,
+        key: string,
+        value: number,
+        init?: number,
+        init_ttl?: number,
+    ): LuaMultiReturn<[number, undefined, boolean] | [undefined, string, boolean]>;
     /** Remaining seconds to live: 0 = never expires; nil, "not found" when absent. */
     ttl(this: NgxSharedDict, key: string): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     expire(this: NgxSharedDict, key: string, exptime: number): LuaMultiReturn<[boolean, string | undefined]>;
@@ -84,11 +143,33 @@ declare interface NgxReMatchCaptures {
 /** @noSelf */
 declare interface NgxReApi {
     /** PCRE match; returns the captures (index 0 = whole match) or nil, and an error on failure. */
-    match(subject: string, regex: string, options?: string, ctx?: { pos?: number }, res?: NgxReMatchCaptures): LuaMultiReturn<[NgxReMatchCaptures | undefined, string | undefined]>;
+    match(
+        subject: string,
+        regex: string,
+        options?: string,
+        ctx?: { pos?: number },
+        res?: NgxReMatchCaptures,
+    ): LuaMultiReturn<[NgxReMatchCaptures | undefined, string | undefined]>;
     /** Returns the 1-based start and end of the match, or nil. */
-    find(subject: string, regex: string, options?: string, ctx?: { pos?: number }, nth?: number): LuaMultiReturn<[number | undefined, number | undefined, string | undefined]>;
-    sub(subject: string, regex: string, replace: string, options?: string): LuaMultiReturn<[string | undefined, number, string | undefined]>;
-    gsub(subject: string, regex: string, replace: string, options?: string): LuaMultiReturn<[string | undefined, number, string | undefined]>;
+    find(
+        subject: string,
+        regex: string,
+        options?: string,
+        ctx?: { pos?: number },
+        nth?: number,
+    ): LuaMultiReturn<[number | undefined, number | undefined, string | undefined]>;
+    sub(
+        subject: string,
+        regex: string,
+        replace: string,
+        options?: string,
+    ): LuaMultiReturn<[string | undefined, number, string | undefined]>;
+    gsub(
+        subject: string,
+        regex: string,
+        replace: string,
+        options?: string,
+    ): LuaMultiReturn<[string | undefined, number, string | undefined]>;
 }
 
 /** @noSelf */
@@ -96,7 +177,9 @@ declare interface NgxReqApi {
     /** Request headers, names lower-cased; multi-value headers are arrays. err is "truncated" past `max`. */
     get_headers(max?: number, raw?: boolean): LuaMultiReturn<[{ [name: string]: NgxHeaderValue | undefined }, string | undefined]>;
     get_method(): string;
-    get_uri_args(max?: number): LuaMultiReturn<[{ [name: string]: string | boolean | (string | boolean)[] | undefined }, string | undefined]>;
+    get_uri_args(
+        max?: number,
+    ): LuaMultiReturn<[{ [name: string]: string | boolean | (string | boolean)[] | undefined }, string | undefined]>;
     /** Reads the client body into memory or a temp file (yields). */
     read_body(): void;
     /** The in-memory body, or nil when there is none or it went to a file. */
@@ -127,8 +210,16 @@ declare interface NgxThreadApi {
 /** @noSelf */
 declare interface NgxTimerApi {
     /** Runs `cb(premature, ...args)` after `delay` seconds in a detached context. */
-    at<A extends unknown[]>(delay: number, cb: (premature: boolean, ...args: A) => void, ...args: A): LuaMultiReturn<[true, undefined] | [undefined, string]>;
-    every<A extends unknown[]>(delay: number, cb: (premature: boolean, ...args: A) => void, ...args: A): LuaMultiReturn<[true, undefined] | [undefined, string]>;
+    at<A extends unknown[]>(
+        delay: number,
+        cb: (premature: boolean, ...args: A) => void,
+        ...args: A
+    ): LuaMultiReturn<[true, undefined] | [undefined, string]>;
+    every<A extends unknown[]>(
+        delay: number,
+        cb: (premature: boolean, ...args: A) => void,
+        ...args: A
+    ): LuaMultiReturn<[true, undefined] | [undefined, string]>;
     running_count(): number;
     pending_count(): number;
 }
@@ -182,7 +273,7 @@ declare interface NgxApi {
     readonly null: NgxNull;
 
     /** Per-request context table: lives for the request, shared by its phases. */
-    ctx: { [key: string]: any };
+    ctx: { [key: string]: unknown };
     /** Response status; assign before the headers are sent. */
     status: number;
     /** Response headers; assign `undefined` to clear one. */

@@ -34,7 +34,11 @@ const bor = bitop.bor;
 const bxor = bitop.bxor;
 const lshift = bitop.lshift;
 const rshift = bitop.rshift;
-const hpub = protocol.hpub;
+const hpub_checked = protocol.hpub_checked;
+const check_headers = protocol.check_headers;
+const bad_token = protocol.bad_token;
+/** The last subject that passed bad_token (requests almost always use one). */
+let checked_subject: string | undefined;
 const PONG = protocol.PONG;
 const PING = protocol.PING;
 
@@ -68,6 +72,23 @@ export interface ConnectionOptions {
     request_timeout_ms?: number;
     /** Override the generated inbox prefix (tests); must be unique per worker. */
     inbox_prefix?: string;
+    /** TLS for `tls://` servers and servers whose INFO says `tls_required` (config `nats.tls`). */
+    tls?: TlsOptions;
+}
+
+/**
+ * TLS settings. The CA bundle is not here: lua-nginx-module's cosockets verify against
+ * `lua_ssl_trusted_certificate` (rendered from `nats.tls.ca_file` into conf.d/10-lua.conf).
+ */
+export interface TlsOptions {
+    /** Name checked against the server certificate and sent as SNI; default: the URL's host. */
+    server_name?: string;
+    /** Verify the server certificate chain and name (default true). */
+    verify?: boolean;
+    /** Client certificate and key (PEM files), loaded by `load_client_cert` in the master. */
+    cert_file?: string;
+    key_file?: string;
+    ca_file?: string;
 }
 
 export type RequestError = "not_connected" | "timeout" | "no_responders" | "payload_too_large" | "invalid_request";
@@ -170,6 +191,11 @@ let qpubs = 0;
 let wsema: NgxSemaphore | undefined;
 
 const counters: Counters = { sent: 0, received: 0, publish_failures: 0, reconnects: 0 };
+
+// The client certificate chain and key (cdata from ngx.ssl.parse_pem_*), parsed in the master by
+// load_client_cert() so workers (an unprivileged user) never read the key file; inherited on fork.
+let client_cert: unknown = undefined;
+let client_key: unknown = undefined;
 
 // Waiter objects (with their semaphore) are reused: one ffi semaphore per request is measurable.
 const waiter_pool: Waiter[] = [];
@@ -412,15 +438,24 @@ export function request(
         t -= wait_for_connection(connect_s < t ? connect_s : t);
         if (!connected || t <= 0) return $multi(undefined, "not_connected");
     }
-    seq++;
-    const token = tostr(seq);
-    const [frame, size] = hpub(subject, inbox_prefix + token, headers, payload);
-    if (frame === undefined) {
-        log(ngx.WARN, "rejected request frame: ", size);
+    // The subject is checked once per distinct value; the reply subject is our own inbox.
+    if (subject !== checked_subject) {
+        if (bad_token(subject)) {
+            log(ngx.WARN, "rejected request frame: invalid subject");
+            return $multi(undefined, "invalid_request");
+        }
+        checked_subject = subject;
+    }
+    const herr = check_headers(headers);
+    if (herr !== undefined) {
+        log(ngx.WARN, "rejected request frame: ", herr);
         return $multi(undefined, "invalid_request");
     }
+    seq++;
+    const token = tostr(seq);
+    const [frame, size] = hpub_checked(subject, inbox_prefix + token, headers, payload);
     // The server drops the whole connection on an oversize frame: refuse before publishing.
-    if ((size as number) > max_payload) return $multi(undefined, "payload_too_large");
+    if (size > max_payload) return $multi(undefined, "payload_too_large");
     const w = acquire_waiter();
     if (w === undefined) return $multi(undefined, "not_connected");
     waiters[token] = w;
@@ -472,9 +507,19 @@ function should_stop(): boolean {
     return stopping || ngx.worker.exiting();
 }
 
-function apply_info(sess: Session, info: { [key: string]: any }): void {
+/** The fields of a server INFO the client reads; the rest is ignored. */
+interface ServerInfo {
+    max_payload?: unknown;
+    connect_urls?: unknown;
+    ldm?: unknown;
+    tls_required?: unknown;
+    tls_available?: unknown;
+    nonce?: unknown;
+}
+
+function apply_info(sess: Session, info: ServerInfo): void {
     const mp = info.max_payload;
-    if (ltype(mp) === "number" && mp > 0) max_payload = mp;
+    if (typeof mp === "number" && mp > 0) max_payload = mp;
     const urls = info.connect_urls;
     if (ltype(urls) === "table") {
         for (const u of urls as string[]) {
@@ -530,12 +575,80 @@ function read_more(sess: Session): string | undefined {
     return err;
 }
 
+/**
+ * Reads and parses the client certificate and key of `nats.tls` (cert_file/key_file) with
+ * lua-resty-core's ngx.ssl. Call it in init_by_lua (the master, which may read a key file that
+ * the workers cannot): the parsed cdata is inherited by every worker. Returns true, or
+ * (nil, err) naming the file. No files configured: a no-op.
+ */
+export function load_client_cert(tls: TlsOptions | undefined): LuaMultiReturn<[true, undefined] | [undefined, string]> {
+    client_cert = undefined;
+    client_key = undefined;
+    if (tls === undefined || (tls.cert_file === undefined && tls.key_file === undefined)) return $multi(true, undefined);
+    if (tls.cert_file === undefined || tls.key_file === undefined)
+        return $multi(undefined, "nats.tls: cert_file and key_file must be given together");
+    const read = (file: string): LuaMultiReturn<[string, undefined] | [undefined, string]> => {
+        const [f, oerr] = io.open(file, "rb");
+        // io.open's message already names the file
+        if (f === undefined) return $multi(undefined, "cannot read " + tostr(oerr));
+        const data = f.read("*a") as string | undefined;
+        f.close();
+        if (data === undefined || data === "") return $multi(undefined, "cannot read " + file + ": empty");
+        return $multi(data, undefined);
+    };
+    const [cpem, cerr] = read(tls.cert_file);
+    if (cpem === undefined) return $multi(undefined, "nats.tls.cert_file: " + cerr);
+    const [kpem, kerr] = read(tls.key_file);
+    if (kpem === undefined) return $multi(undefined, "nats.tls.key_file: " + kerr);
+    const ssl = require("ngx.ssl") as {
+        parse_pem_cert: (this: void, pem: string) => LuaMultiReturn<[unknown, undefined] | [undefined, string]>;
+        parse_pem_priv_key: (this: void, pem: string) => LuaMultiReturn<[unknown, undefined] | [undefined, string]>;
+    };
+    const [cert, perr] = ssl.parse_pem_cert(cpem);
+    if (cert === undefined)
+        return $multi(undefined, "nats.tls.cert_file " + tls.cert_file + ": not a PEM certificate (" + tostr(perr) + ")");
+    const [key, pkerr] = ssl.parse_pem_priv_key(kpem);
+    // never echo key material: only the file name and OpenSSL's reason
+    if (key === undefined) return $multi(undefined, "nats.tls.key_file " + tls.key_file + ": not a PEM private key (" + tostr(pkerr) + ")");
+    client_cert = cert;
+    client_key = key;
+    return $multi(true, undefined);
+}
+
+/**
+ * Upgrades the connected socket to TLS (nats-server 2.9 sends INFO in clear text, then expects
+ * the client's TLS handshake before CONNECT). Returns nil, or an error for the log.
+ */
+function upgrade_tls(sock: NgxTcpSocket, srv: Server): string | undefined {
+    const t = cfg.tls !== undefined ? cfg.tls : {};
+    const name = t.server_name !== undefined && t.server_name !== "" ? t.server_name : srv.host;
+    const verify = t.verify !== false;
+    if (client_cert !== undefined) {
+        const [cok, cerr] = sock.setclientcert(client_cert, client_key);
+        if (cok === undefined) return "tls client certificate: " + cerr;
+    }
+    const [ok, err] = sock.sslhandshake(false, name, verify);
+    if (ok === undefined) {
+        let hint = "";
+        // nginx checks the name with X509_check_host, which matches DNS names (SAN/CN) only
+        const [is_ip] = smatch(name, "^[%d.]+$");
+        if (verify && err === "certificate host mismatch" && is_ip !== undefined) {
+            hint = " (an IP address never matches here: set nats.tls.server_name to a DNS name of the certificate)";
+        }
+        return "tls handshake failed (server name " + name + (verify ? ", verified" : ", not verified") + "): " + tostr(err) + hint;
+    }
+    return undefined;
+}
+
 /** Connects and authenticates; on success the session is ready for the reader and writer. */
 function handshake(srv: Server): LuaMultiReturn<[Session, undefined] | [undefined, string]> {
-    if (srv.tls) return $multi(undefined, "tls not supported yet");
     const sock = ngx.socket.tcp();
     const connect_ms = cfg.connect_timeout_ms !== undefined ? cfg.connect_timeout_ms : 2000;
-    sock.settimeouts(connect_ms, cfg.send_timeout_ms !== undefined ? cfg.send_timeout_ms : 5000, cfg.poll_ms !== undefined ? cfg.poll_ms : 1000);
+    sock.settimeouts(
+        connect_ms,
+        cfg.send_timeout_ms !== undefined ? cfg.send_timeout_ms : 5000,
+        cfg.poll_ms !== undefined ? cfg.poll_ms : 1000,
+    );
     const [ok, cerr] = sock.connect(srv.host, srv.port);
     if (ok === undefined) return $multi(undefined, "connect: " + cerr);
     sock.setoption("tcp-nodelay", true);
@@ -574,13 +687,33 @@ function handshake(srv: Server): LuaMultiReturn<[Session, undefined] | [undefine
                 return $multi(undefined, "expected INFO, got " + op);
             }
             got_info = true;
-            const info = f.info as { [key: string]: any };
-            if (info.tls_required === true) {
-                sock.close();
-                return $multi(undefined, "server requires tls: tls not supported yet");
+            const info = f.info as ServerInfo;
+            // tls:// URL, or the server insists: upgrade before CONNECT (credentials never go
+            // out in clear text to a server that asked for TLS). A tls:// server that does not
+            // offer TLS is refused, never downgraded.
+            const use_tls = srv.tls || info.tls_required === true;
+            if (use_tls) {
+                if (info.tls_required !== true && info.tls_available !== true) {
+                    sock.close();
+                    return $multi(undefined, "tls:// server does not offer TLS (INFO has no tls_required/tls_available)");
+                }
+                if (sess.parser.buffered() > 0) {
+                    sock.close();
+                    return $multi(undefined, "unexpected clear-text data before the TLS handshake");
+                }
+                const terr = upgrade_tls(sock, srv);
+                if (terr !== undefined) {
+                    sock.close();
+                    return $multi(undefined, terr);
+                }
             }
             apply_info(sess, info);
-            const copts: protocol.ConnectOptions = { name: cfg.name !== undefined ? cfg.name : "beamline-gateway", lang: "lua", version: "0.1.0" };
+            const copts: protocol.ConnectOptions = {
+                name: cfg.name !== undefined ? cfg.name : "beamline-gateway",
+                lang: "lua",
+                version: "0.1.0",
+                tls_required: use_tls,
+            };
             const token = srv.token !== undefined ? srv.token : cfg.token;
             const user = srv.user !== undefined ? srv.user : cfg.user;
             const pass = srv.user !== undefined ? srv.pass : cfg.password;
@@ -612,7 +745,7 @@ function handshake(srv: Server): LuaMultiReturn<[Session, undefined] | [undefine
         } else if (op === "PING") {
             sock.send(PONG);
         } else if (op === "INFO") {
-            apply_info(sess, f.info as { [key: string]: any });
+            apply_info(sess, f.info as ServerInfo);
         } else if (op === "-ERR") {
             sock.close();
             return $multi(undefined, "server error: " + f.message);
@@ -631,7 +764,7 @@ function handle_frame(sess: Session, f: Frame): string | undefined {
     } else if (op === "PONG") {
         sess.pings_out = 0;
     } else if (op === "INFO") {
-        apply_info(sess, f.info as { [key: string]: any });
+        apply_info(sess, f.info as ServerInfo);
     } else if (op === "-ERR") {
         const msg = f.message as string;
         if (is_fatal_err(msg)) return "server error: " + msg;
@@ -731,7 +864,9 @@ function sleep_interruptible(seconds: number): void {
 function session(srv: Server): boolean {
     const [sess, herr] = handshake(srv);
     if (sess === undefined) {
-        log(ngx.WARN, "connect to ", srv.key, " failed: ", herr);
+        // TLS failures (wrong CA, name mismatch, client certificate refused) are configuration
+        // errors that no retry fixes: logged as errors
+        log(sfind(herr as string, "tls", 1, true)[0] !== undefined ? ngx.ERR : ngx.WARN, "connect to ", srv.key, " failed: ", herr);
         return false;
     }
     connected = true;
@@ -836,7 +971,14 @@ export function start(opts?: ConnectionOptions): LuaMultiReturn<[true, undefined
     csema = cs;
     const seed_bytes = random_bytes(16);
     // seed the jitter PRNG (1 .. 2^31-2) from the random bytes and the pid
-    rng_state = ((sbyte(seed_bytes, 1) * 16777216 + sbyte(seed_bytes, 2) * 65536 + sbyte(seed_bytes, 3) * 256 + sbyte(seed_bytes, 4) + ngx.worker.pid()) % 2147483646) + 1;
+    rng_state =
+        ((sbyte(seed_bytes, 1) * 16777216 +
+            sbyte(seed_bytes, 2) * 65536 +
+            sbyte(seed_bytes, 3) * 256 +
+            sbyte(seed_bytes, 4) +
+            ngx.worker.pid()) %
+            2147483646) +
+        1;
     inbox_prefix = cfg.inbox_prefix !== undefined ? cfg.inbox_prefix : "_INBOX." + hex(ssub(seed_bytes, 5, 16)) + ".";
     inbox_subject = inbox_prefix + "*";
     if (cfg.request_timeout_ms !== undefined && cfg.request_timeout_ms > 0) default_timeout_s = cfg.request_timeout_ms / 1000;

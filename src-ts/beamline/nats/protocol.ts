@@ -43,7 +43,7 @@ export interface Frame {
     status?: number;
     description?: string;
     /** INFO: the decoded JSON object */
-    info?: { [key: string]: any };
+    info?: { [key: string]: unknown };
     /** -ERR: the message without quotes */
     message?: string;
 }
@@ -174,7 +174,11 @@ export function unsub(sid: string | number, max?: number): string {
 }
 
 /** `PUB subject [reply] #bytes\r\npayload\r\n`, or (nil, err). */
-export function pub(subject: string, reply: string | undefined, payload: string): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+export function pub(
+    subject: string,
+    reply: string | undefined,
+    payload: string,
+): LuaMultiReturn<[string, undefined] | [undefined, string]> {
     if (bad_token(subject)) return $multi(undefined, "invalid subject");
     if (reply !== undefined && reply !== "") {
         if (bad_token(reply)) return $multi(undefined, "invalid reply subject");
@@ -206,7 +210,11 @@ function bad_header_name(name: unknown): boolean {
 
 function bad_header_value(value: unknown): boolean {
     // Two plain searches are several times faster than one character-class pattern.
-    return ltype(value) !== "string" || sfind(value as string, "\r", 1, true)[0] !== undefined || sfind(value as string, "\n", 1, true)[0] !== undefined;
+    return (
+        ltype(value) !== "string" ||
+        sfind(value as string, "\r", 1, true)[0] !== undefined ||
+        sfind(value as string, "\n", 1, true)[0] !== undefined
+    );
 }
 
 /**
@@ -270,7 +278,12 @@ export function header_block(headers: HeaderList | undefined): LuaMultiReturn<[s
  * reply subject and the headers first. Returns the frame and its total size (headers + payload:
  * what the server compares with max_payload), or (nil, err).
  */
-export function hpub(subject: string, reply: string | undefined, headers: HeaderList | undefined, payload: string): LuaMultiReturn<[string, number] | [undefined, string]> {
+export function hpub(
+    subject: string,
+    reply: string | undefined,
+    headers: HeaderList | undefined,
+    payload: string,
+): LuaMultiReturn<[string, number] | [undefined, string]> {
     if (bad_token(subject)) return $multi(undefined, "invalid subject");
     if (reply !== undefined && reply !== "" && bad_token(reply)) return $multi(undefined, "invalid reply subject");
     const err = check_headers(headers);
@@ -282,7 +295,12 @@ export function hpub(subject: string, reply: string | undefined, headers: Header
  * `hpub` for a caller that has already checked the subject and headers (`bad_token`,
  * `check_headers`) and builds the reply subject itself: the request hot path.
  */
-export function hpub_checked(subject: string, reply: string | undefined, headers: HeaderList | undefined, payload: string): LuaMultiReturn<[string, number]> {
+export function hpub_checked(
+    subject: string,
+    reply: string | undefined,
+    headers: HeaderList | undefined,
+    payload: string,
+): LuaMultiReturn<[string, number]> {
     // Lua indices: 1 "HPUB ", 2 subject, 3 " ", [4 reply, 5 " "], then #hdr " " #total "\r\n".
     fbuf[0] = "HPUB ";
     fbuf[1] = subject;
@@ -366,7 +384,9 @@ function parse_header_block_into(frame: Frame, buf: string, s: number, e: number
 }
 
 /** Parses a complete header block (`NATS/1.0[ code[ description]]\r\n...\r\n\r\n`). */
-export function parse_headers(block: string): LuaMultiReturn<[{ headers: HeaderMap; status?: number; description?: string }, undefined] | [undefined, string]> {
+export function parse_headers(
+    block: string,
+): LuaMultiReturn<[{ headers: HeaderMap; status?: number; description?: string }, undefined] | [undefined, string]> {
     const frame: Frame = { op: "HMSG" };
     const err = parse_header_block_into(frame, block, 1, block.length);
     if (err !== undefined) return $multi(undefined, err);
@@ -530,7 +550,7 @@ function parser_next(this: ParserState): LuaMultiReturn<[Frame, undefined] | [un
         if (js === undefined || js === "") return fail(this, "INFO without JSON");
         const [info] = json_decode(js);
         if (ltype(info) !== "table") return fail(this, "INFO with invalid JSON");
-        frame = { op: "INFO", info: info as { [key: string]: any } };
+        frame = { op: "INFO", info: info as { [key: string]: unknown } };
     } else if (op === "-ERR") {
         const [msg] = smatch(line, "^[ \t]*[^ \t]+[ \t]*(.-)[ \t]*$");
         let m = msg as string;
@@ -542,7 +562,6 @@ function parser_next(this: ParserState): LuaMultiReturn<[Frame, undefined] | [un
     advance(this, after);
     return $multi(frame, undefined);
 }
-
 
 export function new_parser(opts?: ParserOptions): Parser {
     const p: ParserState = {
