@@ -25,11 +25,20 @@ function parseArgs(argv) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => (inline !== undefined ? inline : argv[++i]);
     switch (flag) {
-      case '--prefix': out.prefix = value(); break;
-      case '--path': out.path = value(); break;
-      case '--url': out.url = value(); break;
-      case '--timeout-ms': out.timeoutMs = Number(value()); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
+      case '--prefix':
+        out.prefix = value();
+        break;
+      case '--path':
+        out.path = value();
+        break;
+      case '--url':
+        out.url = value();
+        break;
+      case '--timeout-ms':
+        out.timeoutMs = Number(value());
+        break;
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
     }
   }
   if (!out.path.startsWith('/')) throw new Error('--path must start with /');
@@ -52,7 +61,9 @@ function target(prefix, env = process.env) {
     if (cfg && cfg.server && Number.isInteger(cfg.server.port)) {
       return { host: connectHost(cfg.server.listen), port: cfg.server.port };
     }
-  } catch (e) { /* not rendered yet or unreadable: fall back to the environment */ }
+  } catch (e) {
+    /* not rendered yet or unreadable: fall back to the environment */
+  }
   const port = /^\d+$/.test(env.GATEWAY_PORT || '') ? Number(env.GATEWAY_PORT) : 8080;
   return { host: connectHost(env.GATEWAY_LISTEN), port };
 }
@@ -62,7 +73,9 @@ function get(options, timeoutMs) {
     const req = http.get({ ...options, headers: { 'User-Agent': 'beamline-healthcheck' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { if (body.length < 4096) body += d; });
+      res.on('data', (d) => {
+        if (body.length < 4096) body += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode, body }));
     });
     req.on('error', reject);
@@ -97,7 +110,13 @@ async function main() {
 }
 
 if (require.main === module) {
-  main().then((code) => process.exit(code), (e) => { console.error(e.message); process.exit(1); });
+  main().then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e.message);
+      process.exit(1);
+    },
+  );
 }
 
 module.exports = { parseArgs, connectHost, target };

@@ -21,10 +21,17 @@ function parseArgs(argv, env = process.env) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => (inline !== undefined ? inline : argv[++i]);
     switch (flag) {
-      case '--nats': out.servers = value(); break;
-      case '--subject': out.subject = value(); break;
-      case '--timeout-ms': out.timeoutMs = Number(value()); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
+      case '--nats':
+        out.servers = value();
+        break;
+      case '--subject':
+        out.subject = value();
+        break;
+      case '--timeout-ms':
+        out.timeoutMs = Number(value());
+        break;
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
     }
   }
   if (!(out.timeoutMs > 0)) throw new Error('--timeout-ms must be a positive number');
@@ -40,7 +47,10 @@ const REQUEST = JSON.stringify({
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const servers = args.servers.split(',').map((s) => s.trim()).filter(Boolean);
+  const servers = args.servers
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   let nc;
   try {
     nc = await connect({ servers, timeout: args.timeoutMs, name: 'beamline-router-healthcheck', maxReconnectAttempts: 0 });
@@ -58,7 +68,13 @@ async function main() {
 }
 
 if (require.main === module) {
-  main().then((code) => process.exit(code), (e) => { console.error(e.message); process.exit(1); });
+  main().then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e.message);
+      process.exit(1);
+    },
+  );
 }
 
 module.exports = { parseArgs, REQUEST };

@@ -71,9 +71,7 @@ const DEFAULT_POLICIES = Object.freeze({
       ],
     },
     'openai-only': {
-      providers: [
-        { id: 'openai', weight: 1, priority: 50, expected_latency_ms: 850, expected_cost: 0.002 },
-      ],
+      providers: [{ id: 'openai', weight: 1, priority: 50, expected_latency_ms: 850, expected_cost: 0.002 }],
     },
   },
 });
@@ -318,8 +316,20 @@ function requestMode(req) {
 
 /** Every mode name (the part before ':'), for `--mode` validation and the docs. */
 const MODE_NAMES = Object.freeze([
-  'normal', 'error', 'error_no_details', 'intake', 'delay', 'silence', 'non_json', 'empty',
-  'no_ok', 'string_ok', 'json_array', 'malformed_error', 'echo', 'fast',
+  'normal',
+  'error',
+  'error_no_details',
+  'intake',
+  'delay',
+  'silence',
+  'non_json',
+  'empty',
+  'no_ok',
+  'string_ok',
+  'json_array',
+  'malformed_error',
+  'echo',
+  'fast',
 ]);
 
 /**
@@ -344,18 +354,20 @@ function createHandler(cfg) {
     const c = req.context;
     const userId = c && typeof c === 'object' ? c.user_id : undefined;
     const { provider, reason } = choose(policy, typeof userId === 'string' ? userId : undefined);
-    return Buffer.from(JSON.stringify({
-      ok: true,
-      decision: {
-        provider_id: provider.id,
-        reason,
-        priority: provider.priority,
-        expected_latency_ms: provider.expected_latency_ms,
-        expected_cost: provider.expected_cost,
-        metadata: { policy_id: policy.id },
-      },
-      context: ctx,
-    }));
+    return Buffer.from(
+      JSON.stringify({
+        ok: true,
+        decision: {
+          provider_id: provider.id,
+          reason,
+          priority: provider.priority,
+          expected_latency_ms: provider.expected_latency_ms,
+          expected_cost: provider.expected_cost,
+          metadata: { policy_id: policy.id },
+        },
+        context: ctx,
+      }),
+    );
   }
 
   function validatedDecide(req, ctx) {
@@ -374,10 +386,12 @@ function createHandler(cfg) {
     try {
       req = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
     } catch (e) {
-      respond(errorReply('invalid_request', 'Request body is not valid JSON', replyContext(null, correlationHeaders(headers)), {
-        details: { field: '' },
-        intake: 'SCHEMA_VALIDATION_FAILED',
-      }));
+      respond(
+        errorReply('invalid_request', 'Request body is not valid JSON', replyContext(null, correlationHeaders(headers)), {
+          details: { field: '' },
+          intake: 'SCHEMA_VALIDATION_FAILED',
+        }),
+      );
       return;
     }
     const mode = requestMode(req) || defaultMode;
@@ -398,10 +412,12 @@ function createHandler(cfg) {
         return; // never answer
       case 'error': {
         const code = arg || 'internal';
-        respond(errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
-          details: { router_mode: mode },
-          intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
-        }));
+        respond(
+          errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
+            details: { router_mode: mode },
+            intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
+          }),
+        );
         return;
       }
       case 'error_no_details': {
@@ -411,19 +427,23 @@ function createHandler(cfg) {
       }
       case 'intake': {
         const intake = arg || 'SCHEMA_VALIDATION_FAILED';
-        respond(errorReply('invalid_request', `Intake validation failed: ${intake}`, ctx, {
-          details: { router_mode: mode },
-          intake,
-        }));
+        respond(
+          errorReply('invalid_request', `Intake validation failed: ${intake}`, ctx, {
+            details: { router_mode: mode },
+            intake,
+          }),
+        );
         return;
       }
       case 'delay': {
         const ms = Number(arg);
         if (!(ms >= 0) || !Number.isFinite(ms)) {
-          respond(errorReply('invalid_request', `Bad router_mode delay value: ${arg}`, ctx, {
-            details: { field: 'metadata.router_mode' },
-            intake: 'SCHEMA_VALIDATION_FAILED',
-          }));
+          respond(
+            errorReply('invalid_request', `Bad router_mode delay value: ${arg}`, ctx, {
+              details: { field: 'metadata.router_mode' },
+              intake: 'SCHEMA_VALIDATION_FAILED',
+            }),
+          );
           return;
         }
         const reply = validatedDecide(req, ctx);
@@ -449,29 +469,35 @@ function createHandler(cfg) {
         respond(Buffer.from(JSON.stringify({ ok: false, error: 'decision_failed: error is not an object', context: ctx })));
         return;
       case 'echo':
-        respond(Buffer.from(JSON.stringify({
-          ok: true,
-          decision: {
-            provider_id: 'echo',
-            reason: 'echo',
-            priority: 0,
-            expected_latency_ms: 0,
-            expected_cost: 0,
-            metadata: {
-              request: req,
-              headers: headersToObject(headers),
-              subject: meta.subject,
-              reply: meta.reply,
-            },
-          },
-          context: ctx,
-        })));
+        respond(
+          Buffer.from(
+            JSON.stringify({
+              ok: true,
+              decision: {
+                provider_id: 'echo',
+                reason: 'echo',
+                priority: 0,
+                expected_latency_ms: 0,
+                expected_cost: 0,
+                metadata: {
+                  request: req,
+                  headers: headersToObject(headers),
+                  subject: meta.subject,
+                  reply: meta.reply,
+                },
+              },
+              context: ctx,
+            }),
+          ),
+        );
         return;
       default:
-        respond(errorReply('invalid_request', `Unknown router_mode: ${mode}`, ctx, {
-          details: { field: 'metadata.router_mode', router_mode: mode },
-          intake: 'SCHEMA_VALIDATION_FAILED',
-        }));
+        respond(
+          errorReply('invalid_request', `Unknown router_mode: ${mode}`, ctx, {
+            details: { field: 'metadata.router_mode', router_mode: mode },
+            intake: 'SCHEMA_VALIDATION_FAILED',
+          }),
+        );
     }
   };
 }
@@ -515,7 +541,11 @@ async function startRouter(opts = {}) {
   const log = opts.log || (() => {});
   const logError = opts.logError || (() => {});
   let servers = opts.servers || opts.natsUrl || process.env.NATS_URL || DEFAULT_NATS_URL;
-  if (typeof servers === 'string') servers = servers.split(',').map((s) => s.trim()).filter(Boolean);
+  if (typeof servers === 'string')
+    servers = servers
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const subject = opts.subject || process.env.ROUTER_DECIDE_SUBJECT || DEFAULT_SUBJECT;
   const queue = opts.queue === undefined ? DEFAULT_QUEUE : opts.queue;
 
@@ -556,16 +586,22 @@ async function startRouter(opts = {}) {
   if (opts.fast) {
     if (style === 'iterator') {
       sub = nc.subscribe(subject, subOpts);
-      (async () => { for await (const m of sub) m.respond(FAST_REPLY); })().catch(() => {});
+      (async () => {
+        for await (const m of sub) m.respond(FAST_REPLY);
+      })().catch(() => {});
     } else {
       sub = nc.subscribe(subject, {
         ...subOpts,
-        callback: (err, m) => { if (!err) m.respond(FAST_REPLY); },
+        callback: (err, m) => {
+          if (!err) m.respond(FAST_REPLY);
+        },
       });
     }
   } else {
     const onMsg = (m) => {
-      const respond = (buf) => { m.respond(buf); };
+      const respond = (buf) => {
+        m.respond(buf);
+      };
       try {
         handle(m.data, m.headers, { subject: m.subject, reply: m.reply }, respond);
       } catch (e) {
@@ -575,9 +611,16 @@ async function startRouter(opts = {}) {
     };
     if (style === 'iterator') {
       sub = nc.subscribe(subject, subOpts);
-      (async () => { for await (const m of sub) onMsg(m); })().catch(() => {});
+      (async () => {
+        for await (const m of sub) onMsg(m);
+      })().catch(() => {});
     } else {
-      sub = nc.subscribe(subject, { ...subOpts, callback: (err, m) => { if (!err) onMsg(m); } });
+      sub = nc.subscribe(subject, {
+        ...subOpts,
+        callback: (err, m) => {
+          if (!err) onMsg(m);
+        },
+      });
     }
   }
   await nc.flush();
@@ -630,12 +673,22 @@ see docs/REFERENCE_ROUTER.md`;
  */
 function parseArgs(argv) {
   const out = {};
-  const takesValue = { '--nats': 'servers', '--subject': 'subject', '--queue': 'queue', '--policies': 'policies', '--mode': 'mode', '--subscription': 'subscription' };
+  const takesValue = {
+    '--nats': 'servers',
+    '--subject': 'subject',
+    '--queue': 'queue',
+    '--policies': 'policies',
+    '--mode': 'mode',
+    '--subscription': 'subscription',
+  };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
     const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq !== -1) { v = a.slice(eq + 1); a = a.slice(0, eq); }
+    if (a.startsWith('--') && eq !== -1) {
+      v = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
     if (a === '-h' || a === '--help') out.help = true;
     else if (a === '--fast') out.fast = true;
     else if (takesValue[a]) {
@@ -688,7 +741,10 @@ async function main() {
     process.stderr.write(`reference router: ${e && e.message ? e.message : e}\n`);
     process.exit(1);
   }
-  if (stopping) { await router.close(); process.exit(0); }
+  if (stopping) {
+    await router.close();
+    process.exit(0);
+  }
   router.closed.then((err) => {
     if (stopping) return;
     process.stderr.write(`reference router: connection closed${err ? `: ${err.message}` : ''}\n`);

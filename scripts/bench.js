@@ -54,8 +54,11 @@ const DECIDE_BODY = '{"version":"1","task":{"type":"chat","payload":{"text":"hel
 const TENANT = 'bench';
 // What the gateway publishes for that body (build_router_request), for the direct loop.
 const ROUTER_PAYLOAD = JSON.stringify({
-  version: '1', tenant_id: TENANT, request_id: '6f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f',
-  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', task: { type: 'chat', payload: { text: 'hello, router' } },
+  version: '1',
+  tenant_id: TENANT,
+  request_id: '6f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f',
+  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+  task: { type: 'chat', payload: { text: 'hello, router' } },
   context: { user_id: 'u-42' },
 });
 
@@ -78,10 +81,21 @@ function run(command, args, opts = {}) {
     children.add(child);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; if (opts.onStderr) opts.onStderr(stderr, child); });
-    child.on('error', (e) => { children.delete(child); reject(e); });
-    child.on('exit', (code, signal) => { children.delete(child); resolve({ code, signal, stdout, stderr, pid: child.pid }); });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (opts.onStderr) opts.onStderr(stderr, child);
+    });
+    child.on('error', (e) => {
+      children.delete(child);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr, pid: child.pid });
+    });
   });
 }
 
@@ -96,7 +110,9 @@ function get(url, headers = {}) {
     const req = http.get(url, { agent: false, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
+      res.on('data', (d) => {
+        body += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode, body }));
     });
     req.on('error', reject);
@@ -120,7 +136,9 @@ function workerPids(masterPid) {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
       if (ppid === masterPid && /worker process/.test(cmd)) pids.push(Number(d));
-    } catch (e) { /* gone */ }
+    } catch (e) {
+      /* gone */
+    }
   }
   return pids.sort((a, b) => a - b);
 }
@@ -128,7 +146,10 @@ function workerPids(masterPid) {
 /** VmRSS and its parts (KiB) of a process, from /proc/<pid>/status. */
 function rss(pid) {
   const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k) => { const m = text.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm')); return m ? Number(m[1]) : null; };
+  const kb = (k) => {
+    const m = text.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm'));
+    return m ? Number(m[1]) : null;
+  };
   return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile'), RssShmem: kb('RssShmem'), VmHWM: kb('VmHWM') };
 }
 
@@ -140,7 +161,9 @@ function cpuMs(pid) {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // utime, stime (fields 14, 15)
-  } catch (e) { return NaN; }
+  } catch (e) {
+    return NaN;
+  }
 }
 
 const mib = (kb) => `${(kb / 1024).toFixed(1)} MiB`;
@@ -153,7 +176,9 @@ function version(cmd, args, re) {
     const text = `${r.stdout || ''}${r.stderr || ''}`;
     const m = text.match(re);
     return m ? m[1] : text.split('\n')[0].trim();
-  } catch (e) { return 'unknown'; }
+  } catch (e) {
+    return 'unknown';
+  }
 }
 
 function dpkgVersion(pkg) {
@@ -197,8 +222,14 @@ async function waitForLowLoad(max, waitS) {
   const deadline = Date.now() + waitS * 1000;
   for (;;) {
     const l1 = os.loadavg()[0];
-    if (l1 < max) { say(`load average ${loadavg().join(' ')} (below ${max}): starting`); return; }
-    if (Date.now() >= deadline) { say(`load average still ${loadavg().join(' ')} after ${waitS} s: running anyway (numbers are distorted)`); return; }
+    if (l1 < max) {
+      say(`load average ${loadavg().join(' ')} (below ${max}): starting`);
+      return;
+    }
+    if (Date.now() >= deadline) {
+      say(`load average still ${loadavg().join(' ')} after ${waitS} s: running anyway (numbers are distorted)`);
+      return;
+    }
     say(`load average ${loadavg().join(' ')} is above ${max}: waiting…`);
     await sleep(15000);
   }
@@ -290,7 +321,8 @@ function bodyFile() {
 function targetRequest(stack, target) {
   if (target === 'bare') return { url: `${stack.url}/__bench/bare`, method: 'GET', body: '-', headers: [] };
   if (target === 'healthz') return { url: `${stack.url}/healthz`, method: 'GET', body: '-', headers: [] };
-  if (target === 'decide') return { url: `${stack.url}/api/v1/routes/decide`, method: 'POST', body: bodyFile(), headers: [`X-Tenant-ID=${TENANT}`] };
+  if (target === 'decide')
+    return { url: `${stack.url}/api/v1/routes/decide`, method: 'POST', body: bodyFile(), headers: [`X-Tenant-ID=${TENANT}`] };
   throw new Error(`no HTTP request for target ${target}`);
 }
 
@@ -299,15 +331,37 @@ async function wrk(stack, target, c, durationS, { threads, limitTotal = 0 } = {}
   const t = Math.max(1, Math.min(threads || (c === 1 ? 1 : 2), c));
   const r = targetRequest(stack, target);
   const perThread = limitTotal > 0 ? Math.ceil(limitTotal / t) : 0;
-  const args = ['-t', String(t), '-c', String(c), '-d', `${durationS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, r.url,
-    '--', r.method, r.body, String(perThread), ...r.headers];
+  const args = [
+    '-t',
+    String(t),
+    '-c',
+    String(c),
+    '-d',
+    `${durationS}s`,
+    '--timeout',
+    '10s',
+    '-s',
+    WRK_SCRIPT,
+    r.url,
+    '--',
+    r.method,
+    r.body,
+    String(perThread),
+    ...r.headers,
+  ];
   // With a limit, each wrk thread stops itself and says so on stderr; wrk's main thread only
   // wakes at the end of -d, so once every thread has stopped it gets SIGINT (it then prints
   // its summary as usual).
   let interrupted = false;
-  const onStderr = limitTotal > 0 ? (text, child) => {
-    if (!interrupted && (text.match(/BENCH_LIMIT/g) || []).length >= t) { interrupted = true; child.kill('SIGINT'); }
-  } : undefined;
+  const onStderr =
+    limitTotal > 0
+      ? (text, child) => {
+          if (!interrupted && (text.match(/BENCH_LIMIT/g) || []).length >= t) {
+            interrupted = true;
+            child.kill('SIGINT');
+          }
+        }
+      : undefined;
   const out = await run('wrk', args, { onStderr });
   if (out.code !== 0) throw new Error(`wrk exited with ${out.code}:\n${out.stderr}${out.stdout}`);
   const res = parseResult(out.stdout, `wrk ${target} c${c}`);
@@ -317,8 +371,21 @@ async function wrk(stack, target, c, durationS, { threads, limitTotal = 0 } = {}
 async function natsLoop(stack, c, durationS, warmupS) {
   const f = path.join(procs.tmpRoot(), 'router-payload.json');
   if (!fs.existsSync(f)) fs.writeFileSync(f, ROUTER_PAYLOAD);
-  const out = await run(process.execPath, [NATS_LOOP, '--url', stack.nats.url, '--subject', stack.config.router.decide_subject,
-    '--concurrency', String(c), '--duration', String(durationS), '--warmup', String(warmupS), '--payload-file', f]);
+  const out = await run(process.execPath, [
+    NATS_LOOP,
+    '--url',
+    stack.nats.url,
+    '--subject',
+    stack.config.router.decide_subject,
+    '--concurrency',
+    String(c),
+    '--duration',
+    String(durationS),
+    '--warmup',
+    String(warmupS),
+    '--payload-file',
+    f,
+  ]);
   if (out.code !== 0) throw new Error(`nats-loop exited with ${out.code}:\n${out.stderr}`);
   return normalize('nats', c, parseResult(out.stdout, `nats c${c}`));
 }
@@ -355,11 +422,15 @@ function pad(s, n, left = false) {
 
 function table(results) {
   const lines = [];
-  lines.push(`${pad('target', 26, true)}${pad('conc', 6)}${pad('req/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('p99.9 ms', 10)}${pad('errors', 8)}${pad('nginx µs/req', 14)}`);
+  lines.push(
+    `${pad('target', 26, true)}${pad('conc', 6)}${pad('req/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('p99.9 ms', 10)}${pad('errors', 8)}${pad('nginx µs/req', 14)}`,
+  );
   for (const r of results) {
-    lines.push(`${pad(LABELS[r.target], 26, true)}${pad(r.concurrency, 6)}${pad(num(r.rps), 10)}${pad(r.p50_ms.toFixed(2), 9)}`
-      + `${pad(r.p99_ms.toFixed(2), 9)}${pad(r.p999_ms.toFixed(2), 10)}${pad(r.errors, 8)}`
-      + `${pad(r.target === 'nats' || !r.cpu_us_per_request ? '—' : r.cpu_us_per_request.nginx_workers.toFixed(1), 14)}`);
+    lines.push(
+      `${pad(LABELS[r.target], 26, true)}${pad(r.concurrency, 6)}${pad(num(r.rps), 10)}${pad(r.p50_ms.toFixed(2), 9)}` +
+        `${pad(r.p99_ms.toFixed(2), 9)}${pad(r.p999_ms.toFixed(2), 10)}${pad(r.errors, 8)}` +
+        `${pad(r.target === 'nats' || !r.cpu_us_per_request ? '—' : r.cpu_us_per_request.nginx_workers.toFixed(1), 14)}`,
+    );
   }
   return lines.join('\n');
 }
@@ -381,18 +452,28 @@ function ratios(results, levels) {
 
 function ratioTable(rs) {
   const f = (v) => (v === null ? '—' : v.toFixed(2));
-  return [`${pad('conc', 6)}${pad('decide/ceiling', 16)}${pad('decide/direct-NATS', 20)}${pad('decide p99 ms', 15)}`,
-    ...rs.map((r) => `${pad(r.concurrency, 6)}${pad(f(r.decide_over_ceiling), 16)}${pad(f(r.decide_over_direct_nats), 20)}${pad(r.decide_p99_ms === null ? '—' : r.decide_p99_ms.toFixed(2), 15)}`)].join('\n');
+  return [
+    `${pad('conc', 6)}${pad('decide/ceiling', 16)}${pad('decide/direct-NATS', 20)}${pad('decide p99 ms', 15)}`,
+    ...rs.map(
+      (r) =>
+        `${pad(r.concurrency, 6)}${pad(f(r.decide_over_ceiling), 16)}${pad(f(r.decide_over_direct_nats), 20)}${pad(r.decide_p99_ms === null ? '—' : r.decide_p99_ms.toFixed(2), 15)}`,
+    ),
+  ].join('\n');
 }
 
 function machineText(m) {
-  return `${m.cores} cores (${m.cpu_model}), ${m.memory_gib} GiB, Linux ${m.kernel}; nginx ${m.nginx} with ${m.nginx_workers} worker(s), `
-    + `lua-nginx-module ${m.lua_module}, ${m.luajit}, lua-cjson ${m.lua_cjson}, nats-server ${m.nats_server}, `
-    + `node ${m.node} (nats.js ${m.nats_js}), wrk ${m.wrk}`;
+  return (
+    `${m.cores} cores (${m.cpu_model}), ${m.memory_gib} GiB, Linux ${m.kernel}; nginx ${m.nginx} with ${m.nginx_workers} worker(s), ` +
+    `lua-nginx-module ${m.lua_module}, ${m.luajit}, lua-cjson ${m.lua_cjson}, nats-server ${m.nats_server}, ` +
+    `node ${m.node} (nats.js ${m.nats_js}), wrk ${m.wrk}`
+  );
 }
 
 function stamp() {
-  return new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+  return new Date()
+    .toISOString()
+    .replace(/[:.]/g, '-')
+    .replace(/-\d{3}Z$/, 'Z');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,20 +500,31 @@ async function suite(stack, o) {
       // warm-up measured up to 2x slower at c1, whichever target it was.
       if (t !== 'nats') await wrk(stack, t, c, 1, { threads: o.threads });
       const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
-      process.stdout.write(`[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${pad(LABELS[t], 26, true)} c${pad(c, 3, true)} … `);
+      process.stdout.write(
+        `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${pad(LABELS[t], 26, true)} c${pad(c, 3, true)} … `,
+      );
       const pids = { nginx_workers: worker, nats_server: [stack.nats.pid], router: [stack.router.pid] };
       const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, v.reduce((x, p) => x + cpuMs(p), 0)]));
-      const r = t === 'nats' ? await natsLoop(stack, c, o.duration, Math.min(2, o.duration)) : await wrk(stack, t, c, o.duration, { threads: o.threads });
+      const r =
+        t === 'nats'
+          ? await natsLoop(stack, c, o.duration, Math.min(2, o.duration))
+          : await wrk(stack, t, c, o.duration, { threads: o.threads });
       // CPU time per request of each stack process (the nats target measures the Router loop).
-      r.cpu_us_per_request = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k,
-        Math.round(((v.reduce((x, p) => x + cpuMs(p), 0) - cpu0[k]) * 1000 / r.requests) * 10) / 10]));
+      r.cpu_us_per_request = Object.fromEntries(
+        Object.entries(pids).map(([k, v]) => [
+          k,
+          Math.round((((v.reduce((x, p) => x + cpuMs(p), 0) - cpu0[k]) * 1000) / r.requests) * 10) / 10,
+        ]),
+      );
       r.load_before = os.loadavg();
       r.others_busy_percent_before = busy;
       results.push(r);
       if (t === 'decide') decideRequests += r.requests;
-      process.stdout.write(`${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, p99.9 ${r.p999_ms.toFixed(2)} ms, errors ${r.errors}, `
-        + `worker CPU ${r.cpu_us_per_request.nginx_workers} µs/req`
-        + `${r.errors ? ` ${JSON.stringify(r.detail)}` : ''}\n`);
+      process.stdout.write(
+        `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, p99.9 ${r.p999_ms.toFixed(2)} ms, errors ${r.errors}, ` +
+          `worker CPU ${r.cpu_us_per_request.nginx_workers} µs/req` +
+          `${r.errors ? ` ${JSON.stringify(r.detail)}` : ''}\n`,
+      );
     }
   }
   const heapAfter = await getJson(`${stack.url}/__bench/info?gc=1`);
@@ -440,9 +532,13 @@ async function suite(stack, o) {
   return {
     results,
     memory: worker.map((pid, i) => ({
-      pid, decide_requests: decideRequests, before_kb: rssBefore[i], after_kb: rssAfter[i],
+      pid,
+      decide_requests: decideRequests,
+      before_kb: rssBefore[i],
+      after_kb: rssAfter[i],
       growth_kb: rssAfter[i].VmRSS - rssBefore[i].VmRSS,
-      lua_heap_kb_before: heapBefore.lua_kb, lua_heap_kb_after: heapAfter.lua_kb,
+      lua_heap_kb_before: heapBefore.lua_kb,
+      lua_heap_kb_after: heapAfter.lua_kb,
     })),
   };
 }
@@ -455,7 +551,10 @@ async function memoryMode(stack, o) {
   say(`memory: ${num(total)} decide requests at c${c} in chunks of ${num(chunk)}; nginx worker pid(s) ${worker.join(', ')}`);
   const heap0 = await getJson(`${stack.url}/__bench/info?gc=1`);
   const before = worker.map(rss);
-  const show = (label, r, heap) => say(`${label}: ${worker.map((p, i) => `pid ${p} VmRSS ${mib(r[i].VmRSS)} (anon ${mib(r[i].RssAnon)}, shmem ${mib(r[i].RssShmem)}, file ${mib(r[i].RssFile)})`).join('; ')}${heap ? `, Lua heap ${heap.lua_kb} KiB` : ''}`);
+  const show = (label, r, heap) =>
+    say(
+      `${label}: ${worker.map((p, i) => `pid ${p} VmRSS ${mib(r[i].VmRSS)} (anon ${mib(r[i].RssAnon)}, shmem ${mib(r[i].RssShmem)}, file ${mib(r[i].RssFile)})`).join('; ')}${heap ? `, Lua heap ${heap.lua_kb} KiB` : ''}`,
+    );
   show('before', before, heap0);
   let done = 0;
   const t0 = Date.now();
@@ -467,21 +566,34 @@ async function memoryMode(stack, o) {
     done += r.requests;
     const now = worker.map(rss);
     progress.push({ requests: done, rss_kb: now.map((x) => x.VmRSS), anon_kb: now.map((x) => x.RssAnon) });
-    say(`  ${num(done).padStart(11)} / ${num(total)} requests (${Math.round((Date.now() - t0) / 1000)} s, ${num(r.rps)} req/s, load ${loadavg()[0]}): `
-      + `VmRSS ${worker.map((p, i) => `${mib(now[i].VmRSS)} (${signedMib(now[i].VmRSS - before[i].VmRSS)})`).join(', ')}, anon ${worker.map((p, i) => signedMib(now[i].RssAnon - before[i].RssAnon)).join(', ')}`);
+    say(
+      `  ${num(done).padStart(11)} / ${num(total)} requests (${Math.round((Date.now() - t0) / 1000)} s, ${num(r.rps)} req/s, load ${loadavg()[0]}): ` +
+        `VmRSS ${worker.map((p, i) => `${mib(now[i].VmRSS)} (${signedMib(now[i].VmRSS - before[i].VmRSS)})`).join(', ')}, anon ${worker.map((p, i) => signedMib(now[i].RssAnon - before[i].RssAnon)).join(', ')}`,
+    );
   }
   const heap1 = await getJson(`${stack.url}/__bench/info?gc=1`);
   const after = worker.map(rss);
   show('after', after, heap1);
   for (let i = 0; i < worker.length; i++) {
-    say(`growth over ${num(done)} decide requests (pid ${worker[i]}): VmRSS ${signedMib(after[i].VmRSS - before[i].VmRSS)}, `
-      + `RssAnon ${signedMib(after[i].RssAnon - before[i].RssAnon)}, RssShmem ${signedMib(after[i].RssShmem - before[i].RssShmem)} `
-      + `(shared dicts: the decision cache is ${stack.config.decision_cache.size_mb} MiB), Lua heap after full GC ${(heap1.lua_kb - heap0.lua_kb).toFixed(1)} KiB`);
+    say(
+      `growth over ${num(done)} decide requests (pid ${worker[i]}): VmRSS ${signedMib(after[i].VmRSS - before[i].VmRSS)}, ` +
+        `RssAnon ${signedMib(after[i].RssAnon - before[i].RssAnon)}, RssShmem ${signedMib(after[i].RssShmem - before[i].RssShmem)} ` +
+        `(shared dicts: the decision cache is ${stack.config.decision_cache.size_mb} MiB), Lua heap after full GC ${(heap1.lua_kb - heap0.lua_kb).toFixed(1)} KiB`,
+    );
   }
   return {
-    concurrency: c, requests: done, seconds: (Date.now() - t0) / 1000,
-    workers: worker.map((pid, i) => ({ pid, before_kb: before[i], after_kb: after[i], growth_kb: after[i].VmRSS - before[i].VmRSS, anon_growth_kb: after[i].RssAnon - before[i].RssAnon })),
-    lua_heap_kb: { before: heap0.lua_kb, after: heap1.lua_kb }, progress,
+    concurrency: c,
+    requests: done,
+    seconds: (Date.now() - t0) / 1000,
+    workers: worker.map((pid, i) => ({
+      pid,
+      before_kb: before[i],
+      after_kb: after[i],
+      growth_kb: after[i].VmRSS - before[i].VmRSS,
+      anon_growth_kb: after[i].RssAnon - before[i].RssAnon,
+    })),
+    lua_heap_kb: { before: heap0.lua_kb, after: heap1.lua_kb },
+    progress,
   };
 }
 
@@ -492,8 +604,15 @@ async function profileMode(stack, o) {
   const c = 64;
 
   // 0. What the OpenResty APIs of the decide path cost, timed inside the worker.
-  out.ngx_costs = await getJson(`${stack.url}/__bench/profile?action=ngx_costs`, { 'X-Tenant-ID': TENANT, 'Content-Type': 'application/json' });
-  say(`OpenResty API costs in the worker (ns/call): ${Object.entries(out.ngx_costs).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.ngx_costs = await getJson(`${stack.url}/__bench/profile?action=ngx_costs`, {
+    'X-Tenant-ID': TENANT,
+    'Content-Type': 'application/json',
+  });
+  say(
+    `OpenResty API costs in the worker (ns/call): ${Object.entries(out.ngx_costs)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
 
   // 1. Lua allocations per request: the collector is stopped, heap growth / requests.
   out.allocations = {};
@@ -504,16 +623,22 @@ async function profileMode(stack, o) {
     const a = await getJson(`${stack.url}/__bench/profile?action=gc_count`);
     await getJson(`${stack.url}/__bench/profile?action=gc_restart`);
     out.allocations[t] = { requests: r.requests, bytes_per_request: Math.round((a.allocated_kb * 1024) / r.requests) };
-    say(`Lua allocation per request, ${LABELS[t]}: ${out.allocations[t].bytes_per_request} bytes (${num(r.requests)} requests, GC stopped)`);
+    say(
+      `Lua allocation per request, ${LABELS[t]}: ${out.allocations[t].bytes_per_request} bytes (${num(r.requests)} requests, GC stopped)`,
+    );
   }
 
   // 2. perf stat on the worker (software counters; this VM has no hardware counters).
   {
     say(`perf stat on worker ${worker} during ${d} s of decide at c${c}…`);
-    const perf = spawn('perf', ['stat', '-x', ',', '-e', 'task-clock,context-switches,cpu-migrations,page-faults', '-p', String(worker)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const perf = spawn('perf', ['stat', '-x', ',', '-e', 'task-clock,context-switches,cpu-migrations,page-faults', '-p', String(worker)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     children.add(perf);
     let err = '';
-    perf.stderr.on('data', (x) => { err += x; });
+    perf.stderr.on('data', (x) => {
+      err += x;
+    });
     await sleep(300);
     const r = await wrk(stack, 'decide', c, d);
     const exited = new Promise((res) => perf.on('exit', res));
@@ -525,11 +650,17 @@ async function profileMode(stack, o) {
       const f = line.split(',');
       if (f.length > 3 && f[2]) counters[f[2]] = Number(f[0]);
     }
-    out.perf_stat = { requests: r.requests, rps: r.rps, counters,
+    out.perf_stat = {
+      requests: r.requests,
+      rps: r.rps,
+      counters,
       cpu_us_per_request: counters['task-clock'] ? (counters['task-clock'] * 1000) / r.requests : null,
-      context_switches_per_request: counters['context-switches'] / r.requests };
-    say(`  ${num(r.rps)} req/s; worker CPU ${out.perf_stat.cpu_us_per_request ? out.perf_stat.cpu_us_per_request.toFixed(1) : '?'} µs/request, `
-      + `${(out.perf_stat.context_switches_per_request || 0).toFixed(3)} context switches/request, page faults ${counters['page-faults']}`);
+      context_switches_per_request: counters['context-switches'] / r.requests,
+    };
+    say(
+      `  ${num(r.rps)} req/s; worker CPU ${out.perf_stat.cpu_us_per_request ? out.perf_stat.cpu_us_per_request.toFixed(1) : '?'} µs/request, ` +
+        `${(out.perf_stat.context_switches_per_request || 0).toFixed(3)} context switches/request, page faults ${counters['page-faults']}`,
+    );
   }
 
   // 3. perf record: where the worker's CPU goes, by shared object.
@@ -545,9 +676,16 @@ async function profileMode(stack, o) {
     await exited;
     children.delete(perf);
     const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'dso', '--percent-limit', '0.5'], { encoding: 'utf8' });
-    const dsos = (rep.stdout || '').split('\n').filter((l) => /^\s+\d/.test(l)).map((l) => l.trim().replace(/\s+/g, ' '));
+    const dsos = (rep.stdout || '')
+      .split('\n')
+      .filter((l) => /^\s+\d/.test(l))
+      .map((l) => l.trim().replace(/\s+/g, ' '));
     const sym = spawnSync('perf', ['report', '-i', data, '--stdio', '--sort', 'dso,sym', '--percent-limit', '1'], { encoding: 'utf8' });
-    const syms = (sym.stdout || '').split('\n').filter((l) => /^\s+\d/.test(l)).map((l) => l.trim().replace(/\s+/g, ' ')).slice(0, 30);
+    const syms = (sym.stdout || '')
+      .split('\n')
+      .filter((l) => /^\s+\d/.test(l))
+      .map((l) => l.trim().replace(/\s+/g, ' '))
+      .slice(0, 30);
     out.perf_dso = dsos;
     out.perf_symbols = syms;
     say('  CPU by object:');
@@ -574,8 +712,19 @@ async function profileMode(stack, o) {
       const f = line.trim().split(/\s+/);
       if (f.length >= 5 && /^\d/.test(f[0]) && f[f.length - 1] !== 'total') calls[f[f.length - 1]] = Number(f[3]);
     }
-    out.strace = { requests: r.requests, per_request: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round((v / r.requests) * 100) / 100]).sort((a, b) => b[1] - a[1])) };
-    say(`  system calls per decide request (${num(r.requests)} requests): ${Object.entries(out.strace.per_request).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    out.strace = {
+      requests: r.requests,
+      per_request: Object.fromEntries(
+        Object.entries(calls)
+          .map(([k, v]) => [k, Math.round((v / r.requests) * 100) / 100])
+          .sort((a, b) => b[1] - a[1]),
+      ),
+    };
+    say(
+      `  system calls per decide request (${num(r.requests)} requests): ${Object.entries(out.strace.per_request)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
   }
 
   // 5. LuaJIT's sampling profiler inside the worker.
@@ -584,11 +733,18 @@ async function profileMode(stack, o) {
     await getJson(`${stack.url}/__bench/profile?action=start`);
     await wrk(stack, 'decide', c, d);
     const p = await getJson(`${stack.url}/__bench/profile?action=stop`);
-    const strip = (k) => k.split(stack.luaDir + '/').join('').split('/usr/share/lua/5.1/').join('');
+    const strip = (k) =>
+      k
+        .split(stack.luaDir + '/')
+        .join('')
+        .split('/usr/share/lua/5.1/')
+        .join('');
     for (const list of [p.leaf, p.stacks]) for (const e of list) e[0] = strip(e[0]);
     out.jit_profile = p;
     const pct = (n) => `${((n * 100) / p.samples).toFixed(1)}%`;
-    say(`  ${p.samples} samples; VM state: ${p.vmstate.map(([k, n]) => `${{ N: 'compiled', I: 'interpreted', C: 'C code', G: 'GC', J: 'JIT compiler' }[k] || k} ${pct(n)}`).join(', ')}`);
+    say(
+      `  ${p.samples} samples; VM state: ${p.vmstate.map(([k, n]) => `${{ N: 'compiled', I: 'interpreted', C: 'C code', G: 'GC', J: 'JIT compiler' }[k] || k} ${pct(n)}`).join(', ')}`,
+    );
     say('  top lines:');
     for (const [k, n] of p.leaf.slice(0, 25)) say(`    ${pct(n).padStart(6)}  ${k}`);
     say('  top stacks (leaf < callers):');
@@ -604,7 +760,19 @@ async function main() {
   try {
     a = parseArgs(process.argv.slice(2), {
       boolean: ['quick', 'memory', 'profile', 'micro', 'help'],
-      string: ['duration', 'concurrency', 'targets', 'workers', 'threads', 'requests', 'config', 'max-load', 'max-busy', 'wait-load', 'out'],
+      string: [
+        'duration',
+        'concurrency',
+        'targets',
+        'workers',
+        'threads',
+        'requests',
+        'config',
+        'max-load',
+        'max-busy',
+        'wait-load',
+        'out',
+      ],
     });
   } catch (e) {
     process.stderr.write(`[bench] ${e.message} (see --help)\n`);
@@ -613,7 +781,10 @@ async function main() {
   if (a.help) {
     // The header comment of this file (the lines after the shebang and 'use strict').
     const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
-    const head = lines.slice(0, lines.findIndex((l) => !l.startsWith('//')));
+    const head = lines.slice(
+      0,
+      lines.findIndex((l) => !l.startsWith('//')),
+    );
     process.stdout.write(head.map((l) => l.slice(3)).join('\n') + '\n');
     return 0;
   }
@@ -642,8 +813,10 @@ async function main() {
   }
   await waitForLowLoad(o.maxLoad, o.waitLoad);
   const stack = await startBenchStack(o);
-  say(`stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), `
-    + `reference Router --fast (pid ${stack.router.pid}); access log off`);
+  say(
+    `stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), ` +
+      `reference Router --fast (pid ${stack.router.pid}); access log off`,
+  );
   const machine = await describeMachine(stack);
   say(`machine: ${machineText(machine)}`);
   fs.mkdirSync(o.outDir, { recursive: true });
@@ -654,7 +827,10 @@ async function main() {
     await warmup(stack, ['decide'], a.quick ? 1 : 3);
     const m = await memoryMode(stack, o);
     const file = path.join(o.outDir, `memory-${ts}.json`);
-    fs.writeFileSync(file, JSON.stringify({ kind: 'memory', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...m }, null, 2));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ kind: 'memory', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...m }, null, 2),
+    );
     say(`written ${path.relative(ROOT, file)}`);
     return 0;
   }
@@ -673,28 +849,59 @@ async function main() {
   const voided = results.filter((r) => r.errors > 0);
   process.stdout.write(`\n${table(results)}\n\n${ratioTable(rs)}\n\n`);
   for (const m of memory) {
-    say(`nginx worker ${m.pid}: VmRSS ${mib(m.before_kb.VmRSS)} → ${mib(m.after_kb.VmRSS)} (${signedMib(m.growth_kb)}) over this run's ${num(m.decide_requests)} decide requests; `
-      + `Lua heap after full GC ${m.lua_heap_kb_before} → ${m.lua_heap_kb_after} KiB (this includes nginx and Lua growing to the highest concurrency's `
-      + `connections and requests in flight; \`--memory\` checks for leaks: 1,000,000 decide requests at one concurrency)`);
+    say(
+      `nginx worker ${m.pid}: VmRSS ${mib(m.before_kb.VmRSS)} → ${mib(m.after_kb.VmRSS)} (${signedMib(m.growth_kb)}) over this run's ${num(m.decide_requests)} decide requests; ` +
+        `Lua heap after full GC ${m.lua_heap_kb_before} → ${m.lua_heap_kb_after} KiB (this includes nginx and Lua growing to the highest concurrency's ` +
+        `connections and requests in flight; \`--memory\` checks for leaks: 1,000,000 decide requests at one concurrency)`,
+    );
   }
   say(`machine: ${machineText(machine)}; load average at the end ${loadavg().join(' ')}`);
-  const doc = { kind: 'throughput', date: new Date().toISOString(), machine, options: { duration_s: o.duration, levels: o.levels, targets: o.targets, threads: o.threads || 'c=1: 1, else 2', decide_body: DECIDE_BODY },
-    void: voided.length > 0, results, ratios: rs, memory };
+  const doc = {
+    kind: 'throughput',
+    date: new Date().toISOString(),
+    machine,
+    options: {
+      duration_s: o.duration,
+      levels: o.levels,
+      targets: o.targets,
+      threads: o.threads || 'c=1: 1, else 2',
+      decide_body: DECIDE_BODY,
+    },
+    void: voided.length > 0,
+    results,
+    ratios: rs,
+    memory,
+  };
   const base = path.join(o.outDir, `bench-${ts}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2));
-  const series = o.targets.map((t) => ({ name: t, label: LABELS[t], points: results.filter((r) => r.target === t).map((r) => ({ c: r.concurrency, rps: r.rps, p99_ms: r.p99_ms })) }));
-  fs.writeFileSync(`${base}.svg`, chart({
-    levels: o.levels, series,
-    title: `Beamline gateway: ${o.duration} s per point${voided.length ? ' (VOID: errors)' : ''}`,
-    subtitle: `${machine.cores} cores, ${machine.nginx_workers} nginx worker(s), nginx ${machine.nginx}, ${machine.luajit.split(' (')[0]}, nats-server ${machine.nats_server}, ${doc.date.slice(0, 16)}Z`,
+  const series = o.targets.map((t) => ({
+    name: t,
+    label: LABELS[t],
+    points: results.filter((r) => r.target === t).map((r) => ({ c: r.concurrency, rps: r.rps, p99_ms: r.p99_ms })),
   }));
+  fs.writeFileSync(
+    `${base}.svg`,
+    chart({
+      levels: o.levels,
+      series,
+      title: `Beamline gateway: ${o.duration} s per point${voided.length ? ' (VOID: errors)' : ''}`,
+      subtitle: `${machine.cores} cores, ${machine.nginx_workers} nginx worker(s), nginx ${machine.nginx}, ${machine.luajit.split(' (')[0]}, nats-server ${machine.nats_server}, ${doc.date.slice(0, 16)}Z`,
+    }),
+  );
   say(`written ${path.relative(ROOT, base)}.json and .svg`);
   if (voided.length) {
-    process.stderr.write(`[bench] VOID: ${voided.length} run(s) had errors (non-2xx or socket errors): `
-      + `${voided.map((r) => `${r.target} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
+    process.stderr.write(
+      `[bench] VOID: ${voided.length} run(s) had errors (non-2xx or socket errors): ` +
+        `${voided.map((r) => `${r.target} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`,
+    );
     code = 1;
   }
-  const errs = fs.existsSync(stack.errorLog) ? fs.readFileSync(stack.errorLog, 'utf8').split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l)) : [];
+  const errs = fs.existsSync(stack.errorLog)
+    ? fs
+        .readFileSync(stack.errorLog, 'utf8')
+        .split('\n')
+        .filter((l) => /\[(error|crit|alert|emerg)\]/.test(l))
+    : [];
   if (errs.length) say(`nginx error log has ${errs.length} error line(s), e.g.: ${errs[0]}`);
   return code;
 }
@@ -705,7 +912,13 @@ let cleaning = null;
 function cleanup() {
   if (!cleaning) {
     cleaning = (async () => {
-      for (const c of children) { try { c.kill('SIGKILL'); } catch (e) { /* gone */ } }
+      for (const c of children) {
+        try {
+          c.kill('SIGKILL');
+        } catch (e) {
+          /* gone */
+        }
+      }
       await procs.stopAll().catch((e) => process.stderr.write(`[bench] stop: ${e.message}\n`));
     })();
   }
@@ -721,11 +934,14 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-main().then(async (code) => {
-  await cleanup();
-  process.exit(code);
-}, async (err) => {
-  process.stderr.write(`[bench] ${err.stack || err.message}\n`);
-  await cleanup();
-  process.exit(1);
-});
+main().then(
+  async (code) => {
+    await cleanup();
+    process.exit(code);
+  },
+  async (err) => {
+    process.stderr.write(`[bench] ${err.stack || err.message}\n`);
+    await cleanup();
+    process.exit(1);
+  },
+);

@@ -13,10 +13,12 @@ const { parseArgs } = require('./lib/args');
 
 function checkLuaSyntax() {
   const files = [];
-  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
-    const p = path.join(d, e.name);
-    if (e.isDirectory()) walk(p); else if (p.endsWith('.lua')) files.push(p);
-  });
+  const walk = (d) =>
+    fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.lua')) files.push(p);
+    });
   walk(OUT);
   // Files come on stdin, one per line: loadfile parses without running anything.
   const script = 'for f in io.lines() do local ok, err = loadfile(f); if not ok then io.stderr:write(err, "\\n"); os.exit(1) end end';

@@ -11,7 +11,6 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawn } = require('child_process');
 const { Supervisor, startLocalStack } = require('./lib/stack');
 const { loadConfig, ConfigError, ROOT } = require('./lib/config');
 const { render } = require('./lib/render');
@@ -92,7 +91,15 @@ async function main() {
 
   // TypeScript: the compiler's own watch mode recompiles only what changed; --noEmitOnError
   // keeps the last good Lua on disk when an edit does not type-check.
-  const tstl = supervisor.start('tstl', process.execPath, [TSTL, '-p', path.join(ROOT, 'tsconfig.json'), '--watch', '--noEmitOnError', '--preserveWatchOutput', '--assumeChangesOnlyAffectDirectDependencies']);
+  const tstl = supervisor.start('tstl', process.execPath, [
+    TSTL,
+    '-p',
+    path.join(ROOT, 'tsconfig.json'),
+    '--watch',
+    '--noEmitOnError',
+    '--preserveWatchOutput',
+    '--assumeChangesOnlyAffectDirectDependencies',
+  ]);
   tstl.child.stdout.removeAllListeners('data');
   let initial = true;
   let diagnostics = [];
@@ -123,7 +130,9 @@ async function main() {
   });
 
   // Timestamps for "live in": our own watcher sees the edit before the compiler's debounce.
-  fs.watch(path.join(ROOT, 'src-ts'), { recursive: true }, () => { if (!changedAt) changedAt = Date.now(); });
+  fs.watch(path.join(ROOT, 'src-ts'), { recursive: true }, () => {
+    if (!changedAt) changedAt = Date.now();
+  });
   let renderTimer = null;
   const onConfigChange = (what) => () => {
     if (!changedAt) changedAt = Date.now();
@@ -138,7 +147,11 @@ async function main() {
   let offset = fs.existsSync(errorLog) ? fs.statSync(errorLog).size : 0;
   setInterval(() => {
     let size;
-    try { size = fs.statSync(errorLog).size; } catch (err) { return; }
+    try {
+      size = fs.statSync(errorLog).size;
+    } catch (err) {
+      return;
+    }
     if (size < offset) offset = 0;
     if (size === offset) return;
     const fd = fs.openSync(errorLog, 'r');

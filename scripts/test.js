@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // `make test`: every test runner of the project, then one totals line for CI:
-//   1. lint   (luacheck over the compiled Lua)
+//   1. lint   (ESLint, Prettier check, luacheck over the compiled Lua)
 //   2. busted (Lua unit specs under LuaJIT, against the compiled dist-lua/)
 //   3. jest   (config/render, CLI and end-to-end tests that start real nginx, nats-server
 //              and the reference Router)
@@ -26,14 +26,26 @@ function run(cmd, args, { onLine } = {}) {
       onLine(line);
     };
     child.stdout.on('data', (d) => {
-      if (!onLine) { process.stdout.write(d); return; }
+      if (!onLine) {
+        process.stdout.write(d);
+        return;
+      }
       buf += d.toString('utf8');
       let i;
-      while ((i = buf.indexOf('\n')) >= 0) { emit(buf.slice(0, i)); buf = buf.slice(i + 1); }
+      while ((i = buf.indexOf('\n')) >= 0) {
+        emit(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
     });
     child.stderr.on('data', (d) => process.stderr.write(d));
-    child.on('error', (err) => { console.error(`cannot run ${cmd}: ${err.message}`); resolve(127); });
-    child.on('exit', (code) => { if (onLine && buf) emit(buf); resolve(code === null ? 1 : code); });
+    child.on('error', (err) => {
+      console.error(`cannot run ${cmd}: ${err.message}`);
+      resolve(127);
+    });
+    child.on('exit', (code) => {
+      if (onLine && buf) emit(buf);
+      resolve(code === null ? 1 : code);
+    });
   });
 }
 
@@ -42,17 +54,23 @@ async function busted() {
   const r = { passed: 0, failed: 0, skipped: 0 };
   const code = await run('luajit', ['/usr/bin/busted', '-o', 'TAP'], {
     onLine: (l) => {
-      if (/^ok \d+/.test(l)) { if (/# SKIP/.test(l)) r.skipped++; else r.passed++; }
-      else if (/^not ok \d+/.test(l)) r.failed++;
+      if (/^ok \d+/.test(l)) {
+        if (/# SKIP/.test(l)) r.skipped++;
+        else r.passed++;
+      } else if (/^not ok \d+/.test(l)) r.failed++;
     },
   });
   if (code !== 0 && r.failed === 0) r.failed = 1; // crashed before reporting
   return r;
 }
 
-// Linters: each counts as one check (passed or failed). luacheck reads the compiled Lua for
-// what TypeScript cannot see (globals, unused values); settings in .luacheckrc.
+// Linters: each counts as one check (passed or failed). ESLint (typescript-eslint strict, no
+// `any`, on src-ts/; recommended rules on the JavaScript), Prettier's format check, and
+// luacheck over the compiled Lua for what TypeScript cannot see (globals, unused values).
+const NODE_BIN = path.join(ROOT, 'node_modules', '.bin');
 const LINTERS = [
+  ['eslint', path.join(NODE_BIN, 'eslint'), ['.']],
+  ['prettier', path.join(NODE_BIN, 'prettier'), ['--check', '--log-level', 'warn', '.']],
   ['luacheck', 'luacheck', ['dist-lua', '--no-color', '-q']],
 ];
 
@@ -61,14 +79,20 @@ async function lint() {
   for (const [name, cmd, args] of LINTERS) {
     const code = await run(cmd, args);
     console.log(`${name}: ${code === 0 ? 'ok' : 'FAILED'}`);
-    if (code === 0) r.passed++; else r.failed++;
+    if (code === 0) r.passed++;
+    else r.failed++;
   }
   return r;
 }
 
 async function jest(extra) {
   const out = path.join(os.tmpdir(), `beamline-jest-${process.pid}.json`);
-  const code = await run(process.execPath, [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--json', `--outputFile=${out}`, ...extra]);
+  const code = await run(process.execPath, [
+    path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'),
+    '--json',
+    `--outputFile=${out}`,
+    ...extra,
+  ]);
   const r = { passed: 0, failed: 0, skipped: 0 };
   try {
     const j = JSON.parse(fs.readFileSync(out, 'utf8'));
@@ -87,7 +111,10 @@ async function main() {
   const argv = process.argv.slice(2);
   let only = null;
   const i = argv.indexOf('--only');
-  if (i >= 0) { only = argv[i + 1]; argv.splice(i, 2); }
+  if (i >= 0) {
+    only = argv[i + 1];
+    argv.splice(i, 2);
+  }
   try {
     const c = compileLua();
     console.log(c.built ? `lua: compiled in ${c.ms} ms` : 'lua: up to date');
@@ -97,14 +124,25 @@ async function main() {
     process.exit(1);
   }
   const results = [];
-  if (!only || only === 'lint') { console.log('\n== lint =='); results.push(['lint', await lint()]); }
-  if (!only || only === 'busted') { console.log('\n== busted (Lua unit specs, LuaJIT) =='); results.push(['busted', await busted()]); }
-  if (!only || only === 'jest') { console.log('\n== jest (config, rendering, end-to-end) =='); results.push(['jest', await jest(argv)]); }
+  if (!only || only === 'lint') {
+    console.log('\n== lint ==');
+    results.push(['lint', await lint()]);
+  }
+  if (!only || only === 'busted') {
+    console.log('\n== busted (Lua unit specs, LuaJIT) ==');
+    results.push(['busted', await busted()]);
+  }
+  if (!only || only === 'jest') {
+    console.log('\n== jest (config, rendering, end-to-end) ==');
+    results.push(['jest', await jest(argv)]);
+  }
   const total = { passed: 0, failed: 0, skipped: 0 };
   console.log('');
   for (const [name, r] of results) {
     console.log(`${name}: ${r.passed} passed, ${r.failed} failed${r.skipped ? `, ${r.skipped} skipped` : ''}`);
-    total.passed += r.passed; total.failed += r.failed; total.skipped += r.skipped;
+    total.passed += r.passed;
+    total.failed += r.failed;
+    total.skipped += r.skipped;
   }
   // A skipped test is not a passing one: CI treats it as a failure to look at.
   if (total.skipped) console.log(`${total.skipped} skipped test(s) counted as failed`);

@@ -45,7 +45,11 @@ async function main() {
       try {
         await nc.request(a.subject, payload, { timeout, headers: h });
         if (recording) {
-          if (n === lat.length) { const b = new Float64Array(lat.length * 2); b.set(lat); lat = b; }
+          if (n === lat.length) {
+            const b = new Float64Array(lat.length * 2);
+            b.set(lat);
+            lat = b;
+          }
           lat[n++] = Number(process.hrtime.bigint() - t0) / 1000;
         }
       } catch (e) {

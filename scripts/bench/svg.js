@@ -3,7 +3,7 @@
 // latency (ms, log scale) by concurrency, one line per target.
 
 const COLORS = { bare: '#888888', healthz: '#2b8cbe', decide: '#d7301f', nats: '#31a354' };
-const esc = (s) => String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' }[c]));
+const esc = (s) => String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]);
 const fmt = (v) => (v >= 1000 ? `${Math.round(v / 100) / 10}k` : String(Math.round(v * 100) / 100));
 
 function niceMax(v) {
@@ -29,7 +29,9 @@ function chart(o) {
   const top = 80;
   const lefts = [80, 560];
   const out = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${esc(o.title)}</text>`);
   if (o.subtitle) out.push(`<text x="${W / 2}" y="44" text-anchor="middle" fill="#555">${esc(o.subtitle)}</text>`);
@@ -45,7 +47,13 @@ function chart(o) {
   const y2 = (v) => top + panelH - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelH;
 
   const panels = [
-    { left: lefts[0], title: 'throughput (req/s, higher is better)', y: y1, ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => f * maxRps), key: 'rps' },
+    {
+      left: lefts[0],
+      title: 'throughput (req/s, higher is better)',
+      y: y1,
+      ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => f * maxRps),
+      key: 'rps',
+    },
     { left: lefts[1], title: 'p99 latency (ms, log scale, lower is better)', y: y2, ticks: [], key: 'p99_ms' },
   ];
   for (let e = Math.log10(lo); e <= Math.log10(hi) + 1e-9; e++) panels[1].ticks.push(10 ** e);
@@ -63,11 +71,16 @@ function chart(o) {
       out.push(`<line x1="${x(i)}" x2="${x(i)}" y1="${top + panelH}" y2="${top + panelH + 5}" stroke="#333"/>`);
       out.push(`<text x="${x(i)}" y="${top + panelH + 18}" text-anchor="middle">${c}</text>`);
     });
-    out.push(`<text x="${p.left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle">concurrency (connections / requests in flight)</text>`);
+    out.push(
+      `<text x="${p.left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle">concurrency (connections / requests in flight)</text>`,
+    );
     for (const s of o.series) {
       const color = COLORS[s.name] || '#000';
       const pts = s.points.map((pt) => [x(o.levels.indexOf(pt.c)), p.y(pt[p.key])]).filter(([xx]) => xx !== undefined);
-      if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
+      if (pts.length > 1)
+        out.push(
+          `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`,
+        );
       for (const [a, b] of pts) out.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="3.5" fill="${color}"/>`);
     }
   }

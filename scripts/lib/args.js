@@ -6,7 +6,10 @@ function parseArgs(argv, spec = {}) {
   const out = { _: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) { out._.push(a); continue; }
+    if (!a.startsWith('--')) {
+      out._.push(a);
+      continue;
+    }
     const [key, inline] = a.slice(2).split(/=(.*)/s, 2);
     if (booleans.has(key)) out[key] = inline === undefined ? true : inline !== 'false';
     else if (strings.has(key)) {

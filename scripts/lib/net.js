@@ -21,8 +21,14 @@ function freePort() {
 function portOpen(port, host = HOST) {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host });
-    sock.once('connect', () => { sock.destroy(); resolve(true); });
-    sock.once('error', () => { sock.destroy(); resolve(false); });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      sock.destroy();
+      resolve(false);
+    });
   });
 }
 

@@ -58,8 +58,18 @@ class Supervisor {
     for (const e of [...this.children].reverse()) {
       if (e.exited) continue;
       const done = new Promise((r) => e.child.once('exit', r));
-      try { e.child.kill(e.graceful); } catch (err) { /* already gone */ }
-      const timer = setTimeout(() => { try { e.child.kill('SIGKILL'); } catch (err) { /* gone */ } }, 15000);
+      try {
+        e.child.kill(e.graceful);
+      } catch (err) {
+        /* already gone */
+      }
+      const timer = setTimeout(() => {
+        try {
+          e.child.kill('SIGKILL');
+        } catch (err) {
+          /* gone */
+        }
+      }, 15000);
       await done;
       clearTimeout(timer);
       say(`${e.name} stopped`);
@@ -73,7 +83,12 @@ class Supervisor {
 function waitForOutput(entry, pattern, ms, what) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${what} did not start within ${ms / 1000} s`)), ms);
-    entry.child.stdout.on('data', (buf) => { if (pattern.test(buf.toString())) { clearTimeout(t); resolve(); } });
+    entry.child.stdout.on('data', (buf) => {
+      if (pattern.test(buf.toString())) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
   });
 }
 
@@ -88,12 +103,18 @@ async function startLocalStack({ prefix, supervisor }) {
   const { config, file } = loadConfig();
   const subject = config.router.decide_subject;
   if (!process.env.NATS_URL) {
-    const port = Number(process.env.NATS_PORT) || await freePort();
+    const port = Number(process.env.NATS_PORT) || (await freePort());
     const natsUrl = `nats://${HOST}:${port}`;
     const nats = supervisor.start('nats', NATS_BIN, ['-a', HOST, '-p', String(port)]);
     await waitForPort(port, 10000);
     say(`embedded nats-server (pid ${nats.child.pid}) on ${natsUrl}`);
-    const router = supervisor.start('router', process.execPath, [path.join(ROOT, 'router', 'reference-router.js'), '--nats', natsUrl, '--subject', subject]);
+    const router = supervisor.start('router', process.execPath, [
+      path.join(ROOT, 'router', 'reference-router.js'),
+      '--nats',
+      natsUrl,
+      '--subject',
+      subject,
+    ]);
     await waitForOutput(router, /listening on/, 10000, 'the reference Router');
     say(`reference Router (pid ${router.child.pid}) answering on ${subject}`);
     config.nats.servers = [natsUrl];

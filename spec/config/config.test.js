@@ -148,8 +148,15 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
     const { config } = loadConfig({ file: file(''), env: {} });
     expect(config.rate_limit).toMatchObject({ backend: 'shared_dict', shared_dict_size_mb: 8 });
     expect(config.rate_limit.redis).toEqual({
-      host: '127.0.0.1', port: 6379, database: 0, timeout_ms: 100, pool_size: 64, keepalive_ms: 60000,
-      key_prefix: 'beamline:rl:', on_error: 'fail_open', retry_after_ms: 1000,
+      host: '127.0.0.1',
+      port: 6379,
+      database: 0,
+      timeout_ms: 100,
+      pool_size: 64,
+      keepalive_ms: 60000,
+      key_prefix: 'beamline:rl:',
+      on_error: 'fail_open',
+      retry_after_ms: 1000,
     });
     expect(config.idempotency).toEqual({ enabled: true, ttl_seconds: 86400, size_mb: 32 });
     expect(config.auth).toEqual({ enabled: false, api_keys: [] });
@@ -165,13 +172,22 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
     ['rate_limit:\n  redis:\n    prot: 1\n', 'rate_limit.redis.prot: unknown key'],
     ['idempotency:\n  ttl_seconds: 0\n', 'idempotency.ttl_seconds: must be >= 1'],
     [`auth:\n  api_keys:\n    - tenant_id: "bad tenant"\n      key_sha256: ${HASH}\n`, 'auth.api_keys[0].tenant_id: must be a tenant id'],
-    ['auth:\n  api_keys:\n    - tenant_id: t1\n      key_sha256: plain-text-key\n', 'auth.api_keys[0].key_sha256: must be the SHA-256 of the key as 64 hex characters'],
+    [
+      'auth:\n  api_keys:\n    - tenant_id: t1\n      key_sha256: plain-text-key\n',
+      'auth.api_keys[0].key_sha256: must be the SHA-256 of the key as 64 hex characters',
+    ],
     ['auth:\n  api_keys:\n    - tenant_id: t1\n', 'auth.api_keys[0].key_sha256'],
     ['auth:\n  enabled: true\n', 'auth.api_keys: list at least one key when auth.enabled is true'],
-    [`auth:\n  api_keys:\n    - {tenant_id: t1, key_sha256: ${HASH}}\n    - {tenant_id: t2, key_sha256: ${HASH.toUpperCase()}}\n`, 'auth.api_keys[1].key_sha256: the same key is already configured at auth.api_keys[0]'],
+    [
+      `auth:\n  api_keys:\n    - {tenant_id: t1, key_sha256: ${HASH}}\n    - {tenant_id: t2, key_sha256: ${HASH.toUpperCase()}}\n`,
+      'auth.api_keys[1].key_sha256: the same key is already configured at auth.api_keys[0]',
+    ],
     ['cors:\n  allowed_origins: ["https://a.example/path"]\n', 'cors.allowed_origins[0]: must be "*" or an origin'],
     ['cors:\n  allowed_headers: ["X Bad"]\n', 'cors.allowed_headers[0]: must be an HTTP header name'],
-    ['cors:\n  allowed_origins: ["*"]\n  allow_credentials: true\n', 'cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true'],
+    [
+      'cors:\n  allowed_origins: ["*"]\n  allow_credentials: true\n',
+      'cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true',
+    ],
     ['metrics:\n  size_mb: 0\n', 'metrics.size_mb: must be >= 1'],
   ])('%j', (text, expected) => {
     expect(problems(text).join('\n')).toContain(expected);
@@ -179,7 +195,9 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
 
   test('valid settings are accepted; REDIS_PASSWORD and GATEWAY_RATE_LIMIT_BACKEND apply', () => {
     const { config } = loadConfig({
-      file: file(`rate_limit:\n  redis:\n    host: 10.0.0.7\n    port: 6380\nauth:\n  enabled: true\n  api_keys:\n    - {tenant_id: t1, key_sha256: ${HASH}, name: prod}\ncors:\n  allowed_origins: ["https://a.example:8443", "http://localhost:3000"]\n  allow_credentials: true\n`),
+      file: file(
+        `rate_limit:\n  redis:\n    host: 10.0.0.7\n    port: 6380\nauth:\n  enabled: true\n  api_keys:\n    - {tenant_id: t1, key_sha256: ${HASH}, name: prod}\ncors:\n  allowed_origins: ["https://a.example:8443", "http://localhost:3000"]\n  allow_credentials: true\n`,
+      ),
       env: { REDIS_PASSWORD: 'r3dis pw', GATEWAY_RATE_LIMIT_BACKEND: 'redis' },
     });
     expect(config.rate_limit).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380, password: 'r3dis pw' } });

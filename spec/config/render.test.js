@@ -27,9 +27,13 @@ function renderedText(prefix) {
 test('renders nginx.conf, conf.d and gateway.json', () => {
   const prefix = freshPrefix();
   const out = render(cfg(), { prefix });
-  expect(out.files.map((f) => path.relative(prefix, f)).sort()).toEqual(
-    ['conf.d/00-http.conf', 'conf.d/10-lua.conf', 'conf.d/20-gateway.conf', 'gateway.json', 'nginx.conf'],
-  );
+  expect(out.files.map((f) => path.relative(prefix, f)).sort()).toEqual([
+    'conf.d/00-http.conf',
+    'conf.d/10-lua.conf',
+    'conf.d/20-gateway.conf',
+    'gateway.json',
+    'nginx.conf',
+  ]);
   const text = renderedText(prefix);
   expect(text).toContain('listen 127.0.0.1:8080');
   expect(text).toContain('server_tokens off;');
@@ -39,7 +43,9 @@ test('renders nginx.conf, conf.d and gateway.json', () => {
 test('every *_by_lua_block is a one-line call into a module', () => {
   const prefix = freshPrefix();
   render(cfg(), { prefix });
-  const blocks = renderedText(prefix).split('\n').filter((l) => /_by_lua_block/.test(l));
+  const blocks = renderedText(prefix)
+    .split('\n')
+    .filter((l) => /_by_lua_block/.test(l));
   expect(blocks.length).toBeGreaterThanOrEqual(4);
   for (const line of blocks) {
     expect(line).toMatch(/^\s*\w+_by_lua_block \{ require\("beamline\.[a-z_.]+"\)\.\w+\([^;{}]*\) \}$/);
@@ -48,7 +54,9 @@ test('every *_by_lua_block is a one-line call into a module', () => {
 
 test('gateway.json holds the validated config and is readable by its owner only', () => {
   const prefix = freshPrefix();
-  const config = cfg((raw) => { raw.nats = { ...raw.nats, user: 'gw', password: 'secret-pw' }; });
+  const config = cfg((raw) => {
+    raw.nats = { ...raw.nats, user: 'gw', password: 'secret-pw' };
+  });
   render(config, { prefix });
   const f = path.join(prefix, 'gateway.json');
   expect(fs.statSync(f).mode & 0o777).toBe(0o600);
@@ -71,12 +79,19 @@ test('the OpenResty runtime renders without load_module lines', () => {
   expect(fs.readFileSync(path.join(prefix, 'nginx.conf'), 'utf8')).not.toMatch(/load_module/);
   const debian = freshPrefix();
   render(cfg(), { prefix: debian, runtime: 'debian' });
-  expect(fs.readFileSync(path.join(debian, 'nginx.conf'), 'utf8')).toMatch(/load_module \/usr\/lib\/nginx\/modules\/ngx_http_lua_module\.so;/);
+  expect(fs.readFileSync(path.join(debian, 'nginx.conf'), 'utf8')).toMatch(
+    /load_module \/usr\/lib\/nginx\/modules\/ngx_http_lua_module\.so;/,
+  );
 });
 
 test('nginx errors answer in the contract JSON shape', () => {
   const prefix = freshPrefix();
-  render(cfg((raw) => { raw.limits = { body_bytes: 4096 }; }), { prefix });
+  render(
+    cfg((raw) => {
+      raw.limits = { body_bytes: 4096 };
+    }),
+    { prefix },
+  );
   const conf = fs.readFileSync(path.join(prefix, 'conf.d', '20-gateway.conf'), 'utf8');
   const m = conf.match(/return 413 '([^']+)';/);
   expect(JSON.parse(m[1])).toEqual({
@@ -91,7 +106,12 @@ test('nginx errors answer in the contract JSON shape', () => {
 
 test('the rendered config passes nginx -t', () => {
   const prefix = freshPrefix();
-  render(cfg((raw) => { raw.server = { ...raw.server, workers: 'auto' }; }), { prefix });
+  render(
+    cfg((raw) => {
+      raw.server = { ...raw.server, workers: 'auto' };
+    }),
+    { prefix },
+  );
   const t = testConfig(prefix);
   expect(t.output).toMatch(/syntax is ok/);
   expect(t.ok).toBe(true);
@@ -100,7 +120,12 @@ test('the rendered config passes nginx -t', () => {
 test('nginx refuses to start when init_by_lua cannot load the config', () => {
   // `nginx -t` does not run init_by_lua, so this is checked with a real start.
   const prefix = freshPrefix();
-  render(cfg((raw) => { raw.server = { ...raw.server, port: 1 }; }), { prefix });
+  render(
+    cfg((raw) => {
+      raw.server = { ...raw.server, port: 1 };
+    }),
+    { prefix },
+  );
   fs.writeFileSync(path.join(prefix, 'gateway.json'), '{not json');
   const r = spawnSync(nginxBin(), prefixArgs(prefix), { encoding: 'utf8', timeout: 10000 });
   expect(r.status).not.toBe(0);
@@ -108,10 +133,11 @@ test('nginx refuses to start when init_by_lua cannot load the config', () => {
 });
 
 describe('make check (scripts/check.js)', () => {
-  const check = (args, env = {}) => spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'check.js'), ...args], {
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH, ...env },
-  });
+  const check = (args, env = {}) =>
+    spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'check.js'), ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env },
+    });
 
   test('passes on the shipped config', () => {
     const r = check(['--prefix', freshPrefix()]);
@@ -136,12 +162,15 @@ describe('make check (scripts/check.js)', () => {
 
 test('renders the shared dicts, the JSON access log and the log phase (issue 6)', () => {
   const prefix = freshPrefix();
-  render(cfg((raw) => {
-    raw.rate_limit = { shared_dict_size_mb: 3 };
-    raw.idempotency = { size_mb: 5 };
-    raw.metrics = { size_mb: 2 };
-    raw.auth = { enabled: true, api_keys: [{ tenant_id: 't1', key_sha256: 'b'.repeat(64) }] };
-  }), { prefix });
+  render(
+    cfg((raw) => {
+      raw.rate_limit = { shared_dict_size_mb: 3 };
+      raw.idempotency = { size_mb: 5 };
+      raw.metrics = { size_mb: 2 };
+      raw.auth = { enabled: true, api_keys: [{ tenant_id: 't1', key_sha256: 'b'.repeat(64) }] };
+    }),
+    { prefix },
+  );
   const lua = fs.readFileSync(path.join(prefix, 'conf.d', '10-lua.conf'), 'utf8');
   expect(lua).toContain('lua_shared_dict beamline_ratelimit 3m;');
   expect(lua).toContain('lua_shared_dict beamline_idempotency 5m;');

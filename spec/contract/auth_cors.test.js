@@ -6,9 +6,7 @@ const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const { startGateway } = require('../support/gateway');
-const {
-  useGateway, describeOwnStack, call, post, canonical, uid, expectGatewayError, expectJsonType,
-} = require('./support');
+const { useGateway, describeOwnStack, call, post, canonical, uid, expectGatewayError, expectJsonType } = require('./support');
 
 const sha = (s) => crypto.createHash('sha256').update(s).digest('hex');
 const KEY_A = `ka_${crypto.randomBytes(16).toString('hex')}`;
@@ -20,7 +18,13 @@ describeOwnStack('[own stack: auth.enabled with one key per tenant] §2 API keys
   const s = useGateway({
     own: true,
     configure: (raw) => {
-      raw.auth = { enabled: true, api_keys: [{ tenant_id: TENANT_A, key_sha256: sha(KEY_A) }, { tenant_id: TENANT_B, key_sha256: sha(KEY_B).toUpperCase() }] };
+      raw.auth = {
+        enabled: true,
+        api_keys: [
+          { tenant_id: TENANT_A, key_sha256: sha(KEY_A) },
+          { tenant_id: TENANT_B, key_sha256: sha(KEY_B).toUpperCase() },
+        ],
+      };
     },
   });
 
@@ -47,12 +51,19 @@ describeOwnStack('[own stack: auth.enabled with one key per tenant] §2 API keys
     expectGatewayError(await post(s, canonical(), { tenantId: TENANT_A, headers }), 401, 'unauthorized', { api: true });
   });
 
-  test("a valid key of another tenant → 403 forbidden", async () => {
-    expectGatewayError(await post(s, canonical(), { tenantId: TENANT_A, headers: { 'X-API-Key': KEY_B } }), 403, 'forbidden', { api: true });
+  test('a valid key of another tenant → 403 forbidden', async () => {
+    expectGatewayError(await post(s, canonical(), { tenantId: TENANT_A, headers: { 'X-API-Key': KEY_B } }), 403, 'forbidden', {
+      api: true,
+    });
   });
 
   test('the decision lookup and /api/v1/messages need the key too', async () => {
-    expectGatewayError(await call(s, { path: `/api/v1/routes/decide/${uid()}`, headers: { 'X-Tenant-ID': TENANT_A } }), 401, 'unauthorized', { api: true });
+    expectGatewayError(
+      await call(s, { path: `/api/v1/routes/decide/${uid()}`, headers: { 'X-Tenant-ID': TENANT_A } }),
+      401,
+      'unauthorized',
+      { api: true },
+    );
     expectGatewayError(await post(s, canonical(), { tenantId: TENANT_A, path: '/api/v1/messages' }), 401, 'unauthorized', { api: true });
     const ok = await call(s, { path: `/api/v1/routes/decide/${uid()}`, headers: { 'X-Tenant-ID': TENANT_A, 'X-API-Key': KEY_A } });
     expect(ok.status).toBe(404);
@@ -60,7 +71,9 @@ describeOwnStack('[own stack: auth.enabled with one key per tenant] §2 API keys
 
   test('order: auth comes before the tenant header, content type and body checks', async () => {
     expectGatewayError(await post(s, canonical(), { tenantId: null }), 401, 'unauthorized', { api: true });
-    expectGatewayError(await post(s, 'x', { tenantId: 'bad tenant', headers: { 'Content-Type': 'text/plain' } }), 401, 'unauthorized', { api: true });
+    expectGatewayError(await post(s, 'x', { tenantId: 'bad tenant', headers: { 'Content-Type': 'text/plain' } }), 401, 'unauthorized', {
+      api: true,
+    });
   });
 
   test('order: the route and method come before auth (405, 404 without a key)', async () => {
@@ -74,7 +87,10 @@ describeOwnStack('[own stack: auth.enabled with one key per tenant] §2 API keys
   });
 
   test('the key is never forwarded to the Router and never logged', async () => {
-    const r = await post(s, canonical({ context: { router_mode: 'echo' } }), { tenantId: TENANT_A, headers: { Authorization: `Bearer ${KEY_A}` } });
+    const r = await post(s, canonical({ context: { router_mode: 'echo' } }), {
+      tenantId: TENANT_A,
+      headers: { Authorization: `Bearer ${KEY_A}` },
+    });
     expect(r.status).toBe(200);
     expect(r.body).not.toContain(KEY_A);
     expect(Object.keys(r.json.decision.metadata.headers).sort()).toEqual(['request_id', 'tenant_id', 'trace_id', 'version']);
@@ -91,23 +107,34 @@ describeOwnStack('[own stack: auth.enabled with one key per tenant] §2 API keys
 
 describeOwnStack('[own stack: cors.allowed_origins] §8 CORS preflight', () => {
   const ORIGIN = 'https://app.example';
-  const s = useGateway({ own: true, configure: (raw) => { raw.cors = { allowed_origins: [ORIGIN] }; } });
-  const preflight = (p, origin = ORIGIN, method = 'POST') => call(s, {
-    method: 'OPTIONS', path: p, headers: { Origin: origin, 'Access-Control-Request-Method': method, 'Access-Control-Request-Headers': 'content-type,x-tenant-id' },
+  const s = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.cors = { allowed_origins: [ORIGIN] };
+    },
   });
+  const preflight = (p, origin = ORIGIN, method = 'POST') =>
+    call(s, {
+      method: 'OPTIONS',
+      path: p,
+      headers: { Origin: origin, 'Access-Control-Request-Method': method, 'Access-Control-Request-Headers': 'content-type,x-tenant-id' },
+    });
 
-  test.each(['/api/v1/routes/decide', '/api/v1/messages', '/api/v1/routes/decide/some-id'])('OPTIONS %s from an allowed origin → 204 with Access-Control-Allow-*', async (p) => {
-    const r = await preflight(p, ORIGIN, p.endsWith('some-id') ? 'GET' : 'POST');
-    expect(r.status).toBe(204);
-    expect(r.body).toBe('');
-    expect(r.headers['access-control-allow-origin']).toBe(ORIGIN);
-    const methods = String(r.headers['access-control-allow-methods'] || '').toUpperCase();
-    expect(methods).toContain(p.endsWith('some-id') ? 'GET' : 'POST');
-    const allowed = String(r.headers['access-control-allow-headers'] || '').toLowerCase();
-    expect(allowed).toContain('x-tenant-id');
-    expect(allowed).toContain('content-type');
-    expect(r.headers['access-control-allow-credentials']).toBeUndefined();
-  });
+  test.each(['/api/v1/routes/decide', '/api/v1/messages', '/api/v1/routes/decide/some-id'])(
+    'OPTIONS %s from an allowed origin → 204 with Access-Control-Allow-*',
+    async (p) => {
+      const r = await preflight(p, ORIGIN, p.endsWith('some-id') ? 'GET' : 'POST');
+      expect(r.status).toBe(204);
+      expect(r.body).toBe('');
+      expect(r.headers['access-control-allow-origin']).toBe(ORIGIN);
+      const methods = String(r.headers['access-control-allow-methods'] || '').toUpperCase();
+      expect(methods).toContain(p.endsWith('some-id') ? 'GET' : 'POST');
+      const allowed = String(r.headers['access-control-allow-headers'] || '').toLowerCase();
+      expect(allowed).toContain('x-tenant-id');
+      expect(allowed).toContain('content-type');
+      expect(r.headers['access-control-allow-credentials']).toBeUndefined();
+    },
+  );
 
   test('the preflight needs no X-Tenant-ID and makes no Router call (NATS not needed)', async () => {
     const r = await preflight('/api/v1/routes/decide');
@@ -127,7 +154,13 @@ describeOwnStack('[own stack: cors.allowed_origins] §8 CORS preflight', () => {
   });
 
   test('"*" together with credentials is a config error (the gateway does not start)', async () => {
-    await expect(startGateway({ natsUrl: 'nats://127.0.0.1:1', configure: (raw) => { raw.cors = { allowed_origins: ['*'], allow_credentials: true }; } }))
-      .rejects.toThrow(/cors/);
+    await expect(
+      startGateway({
+        natsUrl: 'nats://127.0.0.1:1',
+        configure: (raw) => {
+          raw.cors = { allowed_origins: ['*'], allow_credentials: true };
+        },
+      }),
+    ).rejects.toThrow(/cors/);
   });
 });

@@ -2,7 +2,17 @@
 // CONTRACT §3 and §10: the decide body — canonical and legacy Nest shapes, type rules,
 // details.field, the order of checks, tenant mismatch.
 const {
-  useGateway, describeRouterModes, post, echo, canonical, tenant, uid, hex32, expectGatewayError, UUID_V4, API_PATHS,
+  useGateway,
+  describeRouterModes,
+  post,
+  echo,
+  canonical,
+  tenant,
+  uid,
+  hex32,
+  expectGatewayError,
+  UUID_V4,
+  API_PATHS,
 } = require('./support');
 
 const t = useGateway();
@@ -89,12 +99,15 @@ describe('§3 canonical body: required fields and types → 400 with details.fie
   cases.push(['push_assignment 1', canonical({ push_assignment: 1 }), 'push_assignment']);
   cases.push(['push_assignment null', canonical({ push_assignment: null }), 'push_assignment']);
 
-  test.each(cases.map(([w, body, field]) => [w, field, body]))('%s → details.field %s, and the message names it', async (_w, field, body) => {
-    const tn = tenant();
-    const r = await post(t, body, { tenantId: tn });
-    bad(r, field, { tenant: tn });
-    expect(r.json.error.message).toContain(field);
-  });
+  test.each(cases.map(([w, body, field]) => [w, field, body]))(
+    '%s → details.field %s, and the message names it',
+    async (_w, field, body) => {
+      const tn = tenant();
+      const r = await post(t, body, { tenantId: tn });
+      bad(r, field, { tenant: tn });
+      expect(r.json.error.message).toContain(field);
+    },
+  );
 
   test('body tenant_id ≠ X-Tenant-ID → 400 details.field tenant_id (§9: neither silently wins)', async () => {
     const tn = tenant();
@@ -127,13 +140,45 @@ describe('§3 canonical body: required fields and types → 400 with details.fie
 });
 
 describe('§10 validation order: the first offending field of the §3 table answers', () => {
-  const ORDER = ['version', 'tenant_id', 'request_id', 'task', 'task.type', 'task.payload',
-    'trace_id', 'run_id', 'flow_id', 'step_id', 'policy_id', 'idempotency_key', 'message_id', 'message_type',
-    'payload', 'metadata', 'context', 'constraints', 'push_assignment'];
+  const ORDER = [
+    'version',
+    'tenant_id',
+    'request_id',
+    'task',
+    'task.type',
+    'task.payload',
+    'trace_id',
+    'run_id',
+    'flow_id',
+    'step_id',
+    'policy_id',
+    'idempotency_key',
+    'message_id',
+    'message_type',
+    'payload',
+    'metadata',
+    'context',
+    'constraints',
+    'push_assignment',
+  ];
   const BAD = {
-    version: 2, tenant_id: 5, request_id: 5, task: 'x', trace_id: 5, run_id: 5, flow_id: 5, step_id: 5,
-    policy_id: 5, idempotency_key: 5, message_id: 5, message_type: 5, payload: 'x', metadata: 'x', context: 'x',
-    constraints: 'x', push_assignment: 'x',
+    version: 2,
+    tenant_id: 5,
+    request_id: 5,
+    task: 'x',
+    trace_id: 5,
+    run_id: 5,
+    flow_id: 5,
+    step_id: 5,
+    policy_id: 5,
+    idempotency_key: 5,
+    message_id: 5,
+    message_type: 5,
+    payload: 'x',
+    metadata: 'x',
+    context: 'x',
+    constraints: 'x',
+    push_assignment: 'x',
   };
   /** A body with every field from index i on broken (so field i must be reported). */
   function from(i) {
@@ -199,7 +244,12 @@ describe('§3/§10 legacy Nest body', () => {
 
   test('without X-Tenant-ID and without message.tenant_id → 400 "missing X-Tenant-ID header"', async () => {
     const r = await post(t, legacy(), { tenantId: null });
-    expectGatewayError(r, 400, 'invalid_request', { api: true, details: { header: 'X-Tenant-ID' }, tenant: '', message: 'missing X-Tenant-ID header' });
+    expectGatewayError(r, 400, 'invalid_request', {
+      api: true,
+      details: { header: 'X-Tenant-ID' },
+      tenant: '',
+      message: 'missing X-Tenant-ID header',
+    });
   });
 
   test('message.tenant_id ≠ X-Tenant-ID → 400 details.field message.tenant_id', async () => {
@@ -283,14 +333,25 @@ describeRouterModes('[reference Router] what a legacy body becomes towards the R
     const tn = tenant();
     const mid = uid('m');
     const tr = hex32();
-    const { request, headers } = await echo(t, legacy(
-      { message_id: mid, tenant_id: tn, message_type: 'Completion', payload: '{"prompt":"a/b","n":2}', trace_id: tr },
-      { policy_id: 'default', constraints: { max_cost: 1 }, push_assignment: true },
-    ), { tenantId: null });
+    const { request, headers } = await echo(
+      t,
+      legacy(
+        { message_id: mid, tenant_id: tn, message_type: 'Completion', payload: '{"prompt":"a/b","n":2}', trace_id: tr },
+        { policy_id: 'default', constraints: { max_cost: 1 }, push_assignment: true },
+      ),
+      { tenantId: null },
+    );
     expect(request).toEqual({
-      version: '1', tenant_id: tn, request_id: mid, message_id: mid, trace_id: tr,
+      version: '1',
+      tenant_id: tn,
+      request_id: mid,
+      message_id: mid,
+      trace_id: tr,
       task: { type: 'completion', payload: { prompt: 'a/b', n: 2 } },
-      policy_id: 'default', context: { router_mode: 'echo' }, constraints: { max_cost: 1 }, push_assignment: true,
+      policy_id: 'default',
+      context: { router_mode: 'echo' },
+      constraints: { max_cost: 1 },
+      push_assignment: true,
     });
     expect(headers).toEqual({ trace_id: tr, tenant_id: tn, request_id: mid, version: '1' });
   });

@@ -5,7 +5,15 @@
 const http = require('http');
 const { connect } = require('nats');
 const {
-  useGateway, describeOwnStack, describeRouterModes, call, post, canonical, tenant, expectGatewayError, sleep,
+  useGateway,
+  describeOwnStack,
+  describeRouterModes,
+  call,
+  post,
+  canonical,
+  tenant,
+  expectGatewayError,
+  sleep,
 } = require('./support');
 
 const MIB = 1048576;
@@ -21,17 +29,31 @@ function bodyOfSize(n, extra = {}) {
 function chunked(t, path, headers, chunks) {
   return new Promise((resolve, reject) => {
     const u = new URL(path, t.url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { ...headers, 'Transfer-Encoding': 'chunked' }, agent: false }, (res) => {
-      const parts = [];
-      res.on('data', (c) => parts.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(parts).toString('utf8');
-        let json;
-        try { json = JSON.parse(body); } catch (e) { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, body, json });
-        req.destroy();
-      });
-    });
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { ...headers, 'Transfer-Encoding': 'chunked' },
+        agent: false,
+      },
+      (res) => {
+        const parts = [];
+        res.on('data', (c) => parts.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(parts).toString('utf8');
+          let json;
+          try {
+            json = JSON.parse(body);
+          } catch (e) {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode, headers: res.headers, body, json });
+          req.destroy();
+        });
+      },
+    );
     req.on('error', (e) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? null : reject(e)));
     for (const c of chunks) req.write(c);
     req.end();
@@ -43,7 +65,6 @@ const tooLarge = (r, limit, o = {}) => expectGatewayError(r, 413, 'payload_too_l
 const t = useGateway();
 
 describe('§5 default limit (1 MiB)', () => {
-
   test.each(['/api/v1/routes/decide', '/api/v1/messages'])('POST %s with 1 MiB + 1 byte → 413, details.limit_bytes 1048576', async (p) => {
     const r = await post(t, bodyOfSize(MIB + 1), { path: p, contentType: 'application/json' });
     tooLarge(r, MIB);
@@ -61,13 +82,27 @@ describe('§5 default limit (1 MiB)', () => {
 
   test('a chunked body over the limit (no Content-Length) → 413 in the JSON shape', async () => {
     const piece = 'x'.repeat(256 * 1024);
-    const r = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, ['{"version":"1","pad":"', piece, piece, piece, piece, piece, '"}']);
+    const r = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, [
+      '{"version":"1","pad":"',
+      piece,
+      piece,
+      piece,
+      piece,
+      piece,
+      '"}',
+    ]);
     tooLarge(r, MIB);
   });
 
   test('a chunked body over the limit with text/plain → 413 (size is checked before content type)', async () => {
     const piece = 'x'.repeat(256 * 1024);
-    const r = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'text/plain' }, [piece, piece, piece, piece, piece]);
+    const r = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'text/plain' }, [
+      piece,
+      piece,
+      piece,
+      piece,
+      piece,
+    ]);
     tooLarge(r, MIB);
   });
 
@@ -78,7 +113,12 @@ describe('§5 default limit (1 MiB)', () => {
 });
 
 describeOwnStack('[own stack: limits.body_bytes 1024]', () => {
-  const s = useGateway({ own: true, configure: (raw) => { raw.limits = { body_bytes: 1024 }; } });
+  const s = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.limits = { body_bytes: 1024 };
+    },
+  });
 
   test('exactly 1024 bytes → accepted (200)', async () => {
     const r = await post(s, bodyOfSize(1024), { contentType: 'application/json' });
@@ -92,12 +132,18 @@ describeOwnStack('[own stack: limits.body_bytes 1024]', () => {
 
   test('1025 bytes chunked → 413 with limit_bytes 1024', async () => {
     const b = bodyOfSize(1025);
-    const r = await chunked(s, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, [b.slice(0, 500), b.slice(500)]);
+    const r = await chunked(s, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, [
+      b.slice(0, 500),
+      b.slice(500),
+    ]);
     tooLarge(r, 1024);
   });
 
   test('a legacy body without X-Tenant-ID over the limit → 413', async () => {
-    const r = await post(s, JSON.stringify({ message: { tenant_id: tenant(), message_type: 'chat', payload: 'x'.repeat(2000) } }), { tenantId: null, contentType: 'application/json' });
+    const r = await post(s, JSON.stringify({ message: { tenant_id: tenant(), message_type: 'chat', payload: 'x'.repeat(2000) } }), {
+      tenantId: null,
+      contentType: 'application/json',
+    });
     tooLarge(r, 1024);
   });
 });
@@ -108,10 +154,16 @@ describeOwnStack('[own stack: NATS max_payload 4096, configured limit 1 MiB] the
   let published = 0;
   beforeAll(async () => {
     nc = await connect({ servers: s.nats.url });
-    nc.subscribe('beamline.router.v1.decide', { callback: () => { published += 1; } });
+    nc.subscribe('beamline.router.v1.decide', {
+      callback: () => {
+        published += 1;
+      },
+    });
     await nc.flush();
   });
-  afterAll(async () => { if (nc) await nc.close(); });
+  afterAll(async () => {
+    if (nc) await nc.close();
+  });
 
   test('a body over max_payload → 413 with limit_bytes 4096, before anything is published', async () => {
     const before = published;

@@ -2,12 +2,22 @@
 // CONTRACT §1/§10: GET /api/v1/routes/decide/{id} — the last successful decision stored for this
 // tenant under message_id (and request_id), exact bytes, per tenant, messages route too, TTL.
 const {
-  useGateway, describeRouterModes, describeOwnStack, call, post, canonical, tenant, uid, expectGatewayError,
-  expectJsonType, sleep,
+  useGateway,
+  describeRouterModes,
+  describeOwnStack,
+  call,
+  post,
+  canonical,
+  tenant,
+  uid,
+  expectGatewayError,
+  expectJsonType,
+  sleep,
 } = require('./support');
 
 const t = useGateway();
-const get = (g, id, tn, method = 'GET') => call(g, { method, path: `/api/v1/routes/decide/${encodeURIComponent(id)}`, headers: tn === null ? {} : { 'X-Tenant-ID': tn } });
+const get = (g, id, tn, method = 'GET') =>
+  call(g, { method, path: `/api/v1/routes/decide/${encodeURIComponent(id)}`, headers: tn === null ? {} : { 'X-Tenant-ID': tn } });
 
 describe('§1/§10 decision lookup', () => {
   test('a decision is stored under its request_id: exactly the bytes of the 200 body', async () => {
@@ -132,7 +142,12 @@ describeRouterModes('[reference Router] only successful decisions are stored, th
 });
 
 describeOwnStack('[own stack: decision_cache.ttl_seconds 1] entries expire', () => {
-  const s = useGateway({ own: true, configure: (raw) => { raw.decision_cache = { ttl_seconds: 1 }; } });
+  const s = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.decision_cache = { ttl_seconds: 1 };
+    },
+  });
   test('found at once, 404 after the TTL', async () => {
     const tn = tenant();
     const rid = uid();

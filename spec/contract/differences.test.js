@@ -5,7 +5,16 @@
 // and idempotency.test.js (features landing separately).
 const http = require('http');
 const {
-  useGateway, describeRouterModes, describeOwnStack, call, post, echo, canonical, tenant, uid, expectGatewayError,
+  useGateway,
+  describeRouterModes,
+  describeOwnStack,
+  call,
+  post,
+  echo,
+  canonical,
+  tenant,
+  uid,
+  expectGatewayError,
   HEX32,
 } = require('./support');
 
@@ -17,14 +26,16 @@ describeRouterModes('[reference Router] §9 rows that need the Router modes', ()
     expect(request.task).toEqual({ type: 'chat', payload: { q: 'x' } });
   });
 
-  test.each([['validator_blocked', 403], ['extension_timeout', 504], ['rate_limit_exceeded', 429]])(
-    'Router %s → HTTP %i (the predecessors sent 200)', async (code, status) => {
-      const r = await post(t, canonical({ metadata: { router_mode: `error:${code}` } }));
-      expect(r.status).toBe(status);
-      expect(r.json.ok).toBe(false);
-      expect(r.json.error.code).toBe(code);
-    },
-  );
+  test.each([
+    ['validator_blocked', 403],
+    ['extension_timeout', 504],
+    ['rate_limit_exceeded', 429],
+  ])('Router %s → HTTP %i (the predecessors sent 200)', async (code, status) => {
+    const r = await post(t, canonical({ metadata: { router_mode: `error:${code}` } }));
+    expect(r.status).toBe(status);
+    expect(r.json.ok).toBe(false);
+    expect(r.json.error.code).toBe(code);
+  });
 
   test('Router timeout → 504 timeout after the default 5000 ms, no retry (C-GW: 503, Nest: 500 after 3 retries)', async () => {
     const t0 = Date.now();
@@ -38,7 +49,12 @@ describeRouterModes('[reference Router] §9 rows that need the Router modes', ()
 
 describe('§9 rows that need no Router mode', () => {
   test('header names match case-insensitively (C-GW: case-sensitive)', async () => {
-    const r = await call(t, { method: 'POST', path: '/api/v1/routes/decide', headers: { 'x-tenant-id': tenant(), 'content-type': 'application/json' }, body: JSON.stringify(canonical()) });
+    const r = await call(t, {
+      method: 'POST',
+      path: '/api/v1/routes/decide',
+      headers: { 'x-tenant-id': tenant(), 'content-type': 'application/json' },
+      body: JSON.stringify(canonical()),
+    });
     expect(r.status).toBe(200);
   });
 
@@ -83,20 +99,31 @@ describe('§9 rows that need no Router mode', () => {
 
 describeOwnStack('[own stack: NATS monitoring] §9 NATS connection: one persistent connection per worker', () => {
   const s = useGateway({ own: true, workers: 2, nats: { httpPort: true } });
-  const connz = () => new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: s.nats.httpPort, path: '/connz?subs=1' }, (res) => {
-      let b = '';
-      res.on('data', (d) => { b += d; });
-      res.on('end', () => resolve(JSON.parse(b)));
-    }).on('error', reject);
-  });
-  const gatewayConns = (c) => c.connections.filter((x) => x.name === 'beamline-gateway').map((x) => x.cid).sort();
+  const connz = () =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: s.nats.httpPort, path: '/connz?subs=1' }, (res) => {
+          let b = '';
+          res.on('data', (d) => {
+            b += d;
+          });
+          res.on('end', () => resolve(JSON.parse(b)));
+        })
+        .on('error', reject);
+    });
+  const gatewayConns = (c) =>
+    c.connections
+      .filter((x) => x.name === 'beamline-gateway')
+      .map((x) => x.cid)
+      .sort();
 
   test('50 concurrent decisions open no new NATS connections (2 workers → 2 connections, the same before and after)', async () => {
     // Both workers connect at start; wait until both are there.
     const deadline = Date.now() + 10000;
     let before;
-    do { before = gatewayConns(await connz()); } while (before.length < 2 && Date.now() < deadline && await new Promise((r) => setTimeout(r, 50)) === undefined);
+    do {
+      before = gatewayConns(await connz());
+    } while (before.length < 2 && Date.now() < deadline && (await new Promise((r) => setTimeout(r, 50))) === undefined);
     expect(before).toHaveLength(2);
     const rs = await Promise.all(Array.from({ length: 50 }, () => post(s, canonical())));
     for (const r of rs) expect(r.status).toBe(200);

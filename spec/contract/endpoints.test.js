@@ -3,7 +3,17 @@
 // and the §10 rules about nginx's own errors and version disclosure.
 const path = require('path');
 const {
-  EXTERNAL, useGateway, call, post, canonical, tenant, expectJsonType, expectGatewayError, allowOf, raw, parseRaw,
+  EXTERNAL,
+  useGateway,
+  call,
+  post,
+  canonical,
+  tenant,
+  expectJsonType,
+  expectGatewayError,
+  allowOf,
+  raw,
+  parseRaw,
   VALID_TRACE,
 } = require('./support');
 
@@ -137,7 +147,9 @@ describe('§10 protocol-level errors nginx answers itself are JSON, and no versi
   });
 
   test('request headers too large (nginx 494) → 400 invalid_request JSON', async () => {
-    const r = parseRaw(await raw(t, `POST /api/v1/routes/decide HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70000)}\r\nConnection: close\r\n\r\n`));
+    const r = parseRaw(
+      await raw(t, `POST /api/v1/routes/decide HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70000)}\r\nConnection: close\r\n\r\n`),
+    );
     expect(r.status).toBe(400);
     expectJsonType(r);
     expect(r.json).toEqual(ERR('invalid_request'));

@@ -2,8 +2,20 @@
 // CONTRACT §2 and §10: X-Tenant-ID, X-Trace-ID (+ traceparent/tracestate), X-Request-ID,
 // Idempotency-Key validation, Content-Type, and the id headers on every API response.
 const {
-  useGateway, describeRouterModes, call, post, echo, canonical, tenant, uid, hex32, expectGatewayError, expectJsonType,
-  HEX32, UUID_V4, API_PATHS,
+  useGateway,
+  describeRouterModes,
+  call,
+  post,
+  echo,
+  canonical,
+  tenant,
+  uid,
+  hex32,
+  expectGatewayError,
+  expectJsonType,
+  HEX32,
+  UUID_V4,
+  API_PATHS,
 } = require('./support');
 
 const t = useGateway();
@@ -13,12 +25,22 @@ const DECIDE = '/api/v1/routes/decide';
 describe('§2 X-Tenant-ID', () => {
   test.each(API_PATHS)('missing on POST %s → 400 "missing X-Tenant-ID header", details.header', async (p) => {
     const r = await post(t, canonical(), { tenantId: null, path: p });
-    expectGatewayError(r, 400, 'invalid_request', { api: true, details: { header: 'X-Tenant-ID' }, tenant: '', message: 'missing X-Tenant-ID header' });
+    expectGatewayError(r, 400, 'invalid_request', {
+      api: true,
+      details: { header: 'X-Tenant-ID' },
+      tenant: '',
+      message: 'missing X-Tenant-ID header',
+    });
   });
 
   test('missing on GET /api/v1/routes/decide/{id} → 400 details.header', async () => {
     const r = await call(t, { path: `${DECIDE}/${uid()}` });
-    expectGatewayError(r, 400, 'invalid_request', { api: true, details: { header: 'X-Tenant-ID' }, tenant: '', message: 'missing X-Tenant-ID header' });
+    expectGatewayError(r, 400, 'invalid_request', {
+      api: true,
+      details: { header: 'X-Tenant-ID' },
+      tenant: '',
+      message: 'missing X-Tenant-ID header',
+    });
   });
 
   test.each(['x-tenant-id', 'X-TENANT-ID', 'X-Tenant-Id', 'x-TeNaNt-Id'])('the header name is case-insensitive: %s', async (name) => {
@@ -41,7 +63,10 @@ describe('§2 X-Tenant-ID', () => {
     expectGatewayError(r, 400, 'invalid_request', { api: true, details: { header: 'X-Tenant-ID' }, tenant: '' });
   });
 
-  test.each([['128 characters', 'a'.repeat(128)], ['every allowed character class', 'Aa0.b_c:d-9']])('valid (%s) → 200', async (_w, v) => {
+  test.each([
+    ['128 characters', 'a'.repeat(128)],
+    ['every allowed character class', 'Aa0.b_c:d-9'],
+  ])('valid (%s) → 200', async (_w, v) => {
     const r = await call(t, { method: 'POST', path: DECIDE, headers: { 'X-Tenant-ID': v }, body: canonical() });
     expect(r.status).toBe(200);
   });
@@ -52,7 +77,12 @@ describe('§2 X-Tenant-ID', () => {
   });
 
   test('a header error comes before body errors (header checks run before the body is read)', async () => {
-    const r = await call(t, { method: 'POST', path: DECIDE, headers: { 'X-Tenant-ID': 'bad tenant', 'Content-Type': 'text/plain' }, body: 'not json' });
+    const r = await call(t, {
+      method: 'POST',
+      path: DECIDE,
+      headers: { 'X-Tenant-ID': 'bad tenant', 'Content-Type': 'text/plain' },
+      body: 'not json',
+    });
     expectGatewayError(r, 400, 'invalid_request', { api: true, details: { header: 'X-Tenant-ID' } });
   });
 });
@@ -198,7 +228,12 @@ describe('§2/§10 Content-Type', () => {
     ['with an unknown parameter', 'application/json; foo=bar'],
   ])('%s → accepted (200)', async (_w, ct) => {
     const headers = ct === null ? {} : { 'Content-Type': ct };
-    const r = await call(t, { method: 'POST', path: DECIDE, headers: { 'X-Tenant-ID': tenant(), ...headers }, body: JSON.stringify(canonical()) });
+    const r = await call(t, {
+      method: 'POST',
+      path: DECIDE,
+      headers: { 'X-Tenant-ID': tenant(), ...headers },
+      body: JSON.stringify(canonical()),
+    });
     expect(r.status).toBe(200);
     expectJsonType(r);
   });
@@ -215,7 +250,12 @@ describe('§2/§10 Content-Type', () => {
     '',
   ])('"%s" → 415 unsupported_media_type', async (ct) => {
     const tn = tenant();
-    const r = await call(t, { method: 'POST', path: DECIDE, headers: { 'X-Tenant-ID': tn, 'Content-Type': ct }, body: JSON.stringify(canonical()) });
+    const r = await call(t, {
+      method: 'POST',
+      path: DECIDE,
+      headers: { 'X-Tenant-ID': tn, 'Content-Type': ct },
+      body: JSON.stringify(canonical()),
+    });
     expectGatewayError(r, 415, 'unsupported_media_type', { api: true, tenant: tn });
   });
 
@@ -251,12 +291,18 @@ describeRouterModes('[reference Router] ids and trace context forwarded to the R
   const TP = `00-${TRACE}-${PARENT}-01`;
 
   test('a valid traceparent is the trace-id fallback and is forwarded with tracestate', async () => {
-    const { r, request, headers } = await echo(t, canonical(), { headers: { traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' } });
+    const { r, request, headers } = await echo(t, canonical(), {
+      headers: { traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' },
+    });
     expect(r.headers['x-trace-id']).toBe(TRACE);
     expect(request.trace_id).toBe(TRACE);
     expect(headers).toEqual({
-      trace_id: TRACE, tenant_id: request.tenant_id, request_id: request.request_id, version: '1',
-      traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE',
+      trace_id: TRACE,
+      tenant_id: request.tenant_id,
+      request_id: request.request_id,
+      version: '1',
+      traceparent: TP,
+      tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE',
     });
   });
 

@@ -4,15 +4,19 @@
 // different body or a request still in flight, only < 500 stored, per tenant and route, TTL.
 // The `echo` replies carry the Router's unique reply inbox, so a replayed body that is
 // byte-identical proves that the Router was not called again.
-const {
-  useGateway, describeRouterModes, describeOwnStack, post, canonical, tenant, uid, expectGatewayError, sleep,
-} = require('./support');
+const { useGateway, describeRouterModes, describeOwnStack, post, canonical, tenant, uid, expectGatewayError, sleep } = require('./support');
 
 const t = useGateway();
 
 const key = () => `idem ${uid('k')}`;
 const echoBody = (extra = {}) => JSON.stringify(canonical({ context: { router_mode: 'echo' }, ...extra }));
-const send = (g, body, tn, k, opts = {}) => post(g, body, { tenantId: tn, headers: { 'Idempotency-Key': k, ...(opts.headers || {}) }, path: opts.path, contentType: 'application/json' });
+const send = (g, body, tn, k, opts = {}) =>
+  post(g, body, {
+    tenantId: tn,
+    headers: { 'Idempotency-Key': k, ...(opts.headers || {}) },
+    path: opts.path,
+    contentType: 'application/json',
+  });
 
 function expectReplay(again, first) {
   expect(again.status).toBe(first.status);
@@ -105,19 +109,21 @@ describeRouterModes('[reference Router] Idempotency-Key replay', () => {
     expectReplay(await send(t, b, tn, k), first);
   });
 
-  test.each([['error:internal', 500], ['non_json', 502], ['error:extension_unavailable', 503]])(
-    'a %s (%i) is not stored: the key is released and a retry runs again', async (mode, status) => {
-      const tn = tenant();
-      const k = key();
-      const b = JSON.stringify(canonical({ metadata: { router_mode: mode } }));
-      const first = await send(t, b, tn, k);
-      expect(first.status).toBe(status);
-      const again = await send(t, b, tn, k);
-      expect(again.status).toBe(status);
-      expect(again.headers['idempotent-replayed']).toBeUndefined();
-      expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
-    },
-  );
+  test.each([
+    ['error:internal', 500],
+    ['non_json', 502],
+    ['error:extension_unavailable', 503],
+  ])('a %s (%i) is not stored: the key is released and a retry runs again', async (mode, status) => {
+    const tn = tenant();
+    const k = key();
+    const b = JSON.stringify(canonical({ metadata: { router_mode: mode } }));
+    const first = await send(t, b, tn, k);
+    expect(first.status).toBe(status);
+    const again = await send(t, b, tn, k);
+    expect(again.status).toBe(status);
+    expect(again.headers['idempotent-replayed']).toBeUndefined();
+    expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
+  });
 
   test('after a 5xx the same key may carry a corrected body', async () => {
     const tn = tenant();
@@ -148,7 +154,12 @@ describeRouterModes('[reference Router] Idempotency-Key replay', () => {
 });
 
 describeOwnStack('[own stack: idempotency.ttl_seconds 1] entries expire', () => {
-  const s = useGateway({ own: true, configure: (raw) => { raw.idempotency = { ttl_seconds: 1 }; } });
+  const s = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.idempotency = { ttl_seconds: 1 };
+    },
+  });
   test('after the TTL the same key runs again', async () => {
     const tn = tenant();
     const k = key();

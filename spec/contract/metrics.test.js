@@ -2,9 +2,7 @@
 // CONTRACT §7 /metrics (feature of its own issue; lands separately): Prometheus text 0.0.4,
 // summed over all workers, the listed series, low-cardinality labels. Runs against GATEWAY_URL
 // too (read-only), except the parts that need a multi-worker gateway or Router modes.
-const {
-  useGateway, describeOwnStack, describeRouterModes, call, post, canonical, tenant, uid,
-} = require('./support');
+const { useGateway, describeOwnStack, describeRouterModes, call, post, canonical, tenant, uid } = require('./support');
 
 const t = useGateway({ workers: 2 });
 
@@ -21,9 +19,8 @@ function parse(text) {
   }
   return out;
 }
-const sum = (samples, name, where = {}) => samples
-  .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
-  .reduce((a, s) => a + s.value, 0);
+const sum = (samples, name, where = {}) =>
+  samples.filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 /**
  * Polls until `read()` returns `expected` (up to 3 s): workers may publish their counts to the
  * shared sum a moment after the request; the final value must still be exact.
@@ -74,7 +71,11 @@ describe('§7 /metrics', () => {
     // Scrapes and the request may land on different workers: the sums must still agree.
     const before = sum((await scrape(t)).samples, 'gateway_http_requests_total', { route: 'decide', method: 'POST', status: '200' });
     expect((await post(t, canonical())).status).toBe(200);
-    const delta = await eventually(async () => sum((await scrape(t)).samples, 'gateway_http_requests_total', { route: 'decide', method: 'POST', status: '200' }) - before, 1);
+    const delta = await eventually(
+      async () =>
+        sum((await scrape(t)).samples, 'gateway_http_requests_total', { route: 'decide', method: 'POST', status: '200' }) - before,
+      1,
+    );
     expect(delta).toBe(1);
   });
 
@@ -84,7 +85,10 @@ describe('§7 /metrics', () => {
     const buckets = samples.filter((s) => s.name === 'gateway_http_request_duration_seconds_bucket' && s.labels.route === 'decide');
     const les = [...new Set(buckets.map((b) => b.labels.le))];
     expect(les).toContain('+Inf');
-    const finite = les.filter((l) => l !== '+Inf').map(Number).sort((a, b) => a - b);
+    const finite = les
+      .filter((l) => l !== '+Inf')
+      .map(Number)
+      .sort((a, b) => a - b);
     expect(finite[0]).toBe(0.0005);
     expect(finite[finite.length - 1]).toBe(10);
     const inf = sum(samples, 'gateway_http_request_duration_seconds_bucket', { route: 'decide', le: '+Inf' });
@@ -101,7 +105,8 @@ describe('§7 /metrics', () => {
     expect(r.body).not.toContain(id);
     expect(r.body).not.toContain(tn);
     expect(r.body).not.toContain('/api/v1');
-    for (const s of samples) expect(s.labels.tenant_id === undefined && s.labels.tenant === undefined && s.labels.path === undefined).toBe(true);
+    for (const s of samples)
+      expect(s.labels.tenant_id === undefined && s.labels.tenant === undefined && s.labels.path === undefined).toBe(true);
   });
 
   test('POST /metrics → 405 with Allow', async () => {
@@ -115,7 +120,10 @@ describeRouterModes('[reference Router] §7 Router reply codes', () => {
   test('gateway_router_replies_total{code="validator_blocked"} counts a Router error reply', async () => {
     const before = sum((await scrape(t)).samples, 'gateway_router_replies_total', { code: 'validator_blocked' });
     expect((await post(t, canonical({ metadata: { router_mode: 'error:validator_blocked' } }))).status).toBe(403);
-    const delta = await eventually(async () => sum((await scrape(t)).samples, 'gateway_router_replies_total', { code: 'validator_blocked' }) - before, 1);
+    const delta = await eventually(
+      async () => sum((await scrape(t)).samples, 'gateway_router_replies_total', { code: 'validator_blocked' }) - before,
+      1,
+    );
     expect(delta).toBe(1);
   });
 });
@@ -141,8 +149,14 @@ describeOwnStack('[own stack: 2 workers] §7 summed over all workers', () => {
   test('decide round trips are counted as NATS messages sent and received', async () => {
     const b = (await scrape(t)).samples;
     await Promise.all(Array.from({ length: 5 }, () => post(t, canonical())));
-    const sent = await eventually(async () => sum((await scrape(t)).samples, 'gateway_nats_messages_sent_total') - sum(b, 'gateway_nats_messages_sent_total'), 5);
-    const received = await eventually(async () => sum((await scrape(t)).samples, 'gateway_nats_messages_received_total') - sum(b, 'gateway_nats_messages_received_total'), 5);
+    const sent = await eventually(
+      async () => sum((await scrape(t)).samples, 'gateway_nats_messages_sent_total') - sum(b, 'gateway_nats_messages_sent_total'),
+      5,
+    );
+    const received = await eventually(
+      async () => sum((await scrape(t)).samples, 'gateway_nats_messages_received_total') - sum(b, 'gateway_nats_messages_received_total'),
+      5,
+    );
     // At least the 5 requests and their 5 replies (PINGs and the like may add to the counts).
     expect(sent).toBeGreaterThanOrEqual(5);
     expect(received).toBeGreaterThanOrEqual(5);

@@ -4,8 +4,22 @@
 // timeouts (504), NATS down (503), and the optional flat response format.
 const { connect } = require('nats');
 const {
-  EXTERNAL, useGateway, describeRouterModes, describeOwnStack, call, post, echo, canonical, tenant, uid, hex32,
-  expectGatewayError, expectJsonType, waitReady, sleep, HEX32,
+  EXTERNAL,
+  useGateway,
+  describeRouterModes,
+  describeOwnStack,
+  call,
+  post,
+  echo,
+  canonical,
+  tenant,
+  uid,
+  hex32,
+  expectGatewayError,
+  expectJsonType,
+  waitReady,
+  sleep,
+  HEX32,
 } = require('./support');
 
 const t = useGateway();
@@ -26,8 +40,15 @@ const ROUTER_CODES = [
   ['extension_error', 500, 'Extension error'],
   ['teapot', 500, 'Router error: teapot'],
 ];
-const INTAKE = ['SCHEMA_VALIDATION_FAILED', 'VERSION_UNSUPPORTED', 'CORRELATION_FIELDS_INVALID', 'TENANT_FORBIDDEN',
-  'IDEMPOTENCY_VIOLATION', 'PAYLOAD_TOO_SMALL', 'INTERNAL_VALIDATION_ERROR'];
+const INTAKE = [
+  'SCHEMA_VALIDATION_FAILED',
+  'VERSION_UNSUPPORTED',
+  'CORRELATION_FIELDS_INVALID',
+  'TENANT_FORBIDDEN',
+  'IDEMPOTENCY_VIOLATION',
+  'PAYLOAD_TOO_SMALL',
+  'INTERNAL_VALIDATION_ERROR',
+];
 
 /** A request whose ids are known in advance. */
 function known() {
@@ -42,8 +63,12 @@ describeRouterModes('[reference Router] §4 what the gateway sends to the Router
     const tn = tenant();
     const { r, request, headers } = await echo(t, canonical(), { tenantId: tn });
     expect(request).toEqual({
-      version: '1', tenant_id: tn, request_id: r.headers['x-request-id'], trace_id: r.headers['x-trace-id'],
-      task: { type: 'chat', payload: { text: 'hello' } }, context: { router_mode: 'echo' },
+      version: '1',
+      tenant_id: tn,
+      request_id: r.headers['x-request-id'],
+      trace_id: r.headers['x-trace-id'],
+      task: { type: 'chat', payload: { text: 'hello' } },
+      context: { router_mode: 'echo' },
     });
     expect(headers).toEqual({ trace_id: r.headers['x-trace-id'], tenant_id: tn, request_id: r.headers['x-request-id'], version: '1' });
   });
@@ -51,12 +76,25 @@ describeRouterModes('[reference Router] §4 what the gateway sends to the Router
   test('every optional §3 field is forwarded; message_id/message_type/payload/metadata are mirrored as message{}; unknown fields are dropped', async () => {
     const tn = tenant();
     const body = {
-      version: '1', tenant_id: tn, request_id: uid(), trace_id: hex32(),
+      version: '1',
+      tenant_id: tn,
+      request_id: uid(),
+      trace_id: hex32(),
       task: { type: 'completion', payload: { prompt: 'a/b é "q"', list: [1, 2, { x: null }] } },
-      run_id: 'run-1', flow_id: 'flow-1', step_id: 'step-1', policy_id: 'default', idempotency_key: 'idem-1',
-      message_id: 'msg-1', message_type: 'chat', payload: { p: 1 }, metadata: { m: 'x' },
-      context: { router_mode: 'echo', user_id: 'u1' }, constraints: { max_latency_ms: 100 }, push_assignment: false,
-      unknown_field: 'dropped', another: { deep: true },
+      run_id: 'run-1',
+      flow_id: 'flow-1',
+      step_id: 'step-1',
+      policy_id: 'default',
+      idempotency_key: 'idem-1',
+      message_id: 'msg-1',
+      message_type: 'chat',
+      payload: { p: 1 },
+      metadata: { m: 'x' },
+      context: { router_mode: 'echo', user_id: 'u1' },
+      constraints: { max_latency_ms: 100 },
+      push_assignment: false,
+      unknown_field: 'dropped',
+      another: { deep: true },
     };
     const { request, headers } = await echo(t, body, { tenantId: tn });
     const expected = { ...body, message: { message_id: 'msg-1', message_type: 'chat', payload: { p: 1 }, metadata: { m: 'x' } } };
@@ -67,7 +105,10 @@ describeRouterModes('[reference Router] §4 what the gateway sends to the Router
   });
 
   test.each([
-    ['message_id', 'm-1'], ['message_type', 'chat'], ['payload', { a: 1 }], ['metadata', { b: 2 }],
+    ['message_id', 'm-1'],
+    ['message_type', 'chat'],
+    ['payload', { a: 1 }],
+    ['metadata', { b: 2 }],
   ])('only %s given → message{} mirrors only it', async (field, value) => {
     const { request } = await echo(t, canonical({ [field]: value }));
     expect(request.message).toEqual({ [field]: value });
@@ -97,8 +138,12 @@ describeRouterModes('[reference Router] §4 what the gateway sends to the Router
     const { r, request } = await echo(t, canonical({ request_id: rid }), { tenantId: tn, path: '/api/v1/messages' });
     expect(r.status).toBe(200);
     expect(request).toEqual({
-      version: '1', tenant_id: tn, request_id: rid, trace_id: r.headers['x-trace-id'],
-      task: { type: 'chat', payload: { text: 'hello' } }, context: { router_mode: 'echo' },
+      version: '1',
+      tenant_id: tn,
+      request_id: rid,
+      trace_id: r.headers['x-trace-id'],
+      task: { type: 'chat', payload: { text: 'hello' } },
+      context: { router_mode: 'echo' },
     });
   });
 
@@ -128,8 +173,12 @@ describeRouterModes('[reference Router] §4 reply mapping', () => {
     expect(r.json).toEqual({
       ok: true,
       decision: {
-        provider_id: expect.any(String), reason: 'weighted', priority: expect.any(Number),
-        expected_latency_ms: expect.any(Number), expected_cost: expect.any(Number), metadata: { policy_id: 'default' },
+        provider_id: expect.any(String),
+        reason: 'weighted',
+        priority: expect.any(Number),
+        expected_latency_ms: expect.any(Number),
+        expected_cost: expect.any(Number),
+        metadata: { policy_id: 'default' },
       },
       context: { request_id: k.rid, trace_id: k.tr },
     });
@@ -142,25 +191,35 @@ describeRouterModes('[reference Router] §4 reply mapping', () => {
     const r = await withMode(`error:${code}`, k);
     expect(r.status).toBe(status);
     expectJsonType(r);
-    expect(r.body).toBe(JSON.stringify({
-      ok: false,
-      error: { code, message, details: { router_mode: `error:${code}` }, intake_error_code: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null },
-      context: { request_id: k.rid, trace_id: k.tr },
-    }));
+    expect(r.body).toBe(
+      JSON.stringify({
+        ok: false,
+        error: {
+          code,
+          message,
+          details: { router_mode: `error:${code}` },
+          intake_error_code: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
+        },
+        context: { request_id: k.rid, trace_id: k.tr },
+      }),
+    );
     expect(r.headers['x-trace-id']).toBe(k.tr);
     expect(r.headers['x-request-id']).toBe(k.rid);
   });
 
-  test.each(ROUTER_CODES)('Router error %s without details/intake_error_code → HTTP %i, completed with {} and null', async (code, status, message) => {
-    const k = known();
-    const r = await withMode(`error_no_details:${code}`, k);
-    expect(r.status).toBe(status);
-    expect(r.json).toEqual({
-      ok: false,
-      error: { code, message, details: {}, intake_error_code: null },
-      context: { request_id: k.rid, trace_id: k.tr },
-    });
-  });
+  test.each(ROUTER_CODES)(
+    'Router error %s without details/intake_error_code → HTTP %i, completed with {} and null',
+    async (code, status, message) => {
+      const k = known();
+      const r = await withMode(`error_no_details:${code}`, k);
+      expect(r.status).toBe(status);
+      expect(r.json).toEqual({
+        ok: false,
+        error: { code, message, details: {}, intake_error_code: null },
+        context: { request_id: k.rid, trace_id: k.tr },
+      });
+    },
+  );
 
   test.each(INTAKE)('Router intake error %s → 400 with intake_error_code kept', async (ic) => {
     const k = known();
@@ -168,7 +227,12 @@ describeRouterModes('[reference Router] §4 reply mapping', () => {
     expect(r.status).toBe(400);
     expect(r.json).toEqual({
       ok: false,
-      error: { code: 'invalid_request', message: `Intake validation failed: ${ic}`, details: { router_mode: `intake:${ic}` }, intake_error_code: ic },
+      error: {
+        code: 'invalid_request',
+        message: `Intake validation failed: ${ic}`,
+        details: { router_mode: `intake:${ic}` },
+        intake_error_code: ic,
+      },
       context: { request_id: k.rid, trace_id: k.tr },
     });
   });
@@ -212,8 +276,16 @@ describeRouterModes('[reference Router] §4 reply mapping', () => {
 // Own stacks: a short Router timeout, and the ability to stop the Router and NATS.
 
 describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no responders, NATS down', () => {
-  const f = useGateway({ own: true, configure: (raw) => { raw.router = { ...(raw.router || {}), request_timeout_ms: 600 }; } });
-  const send = (mode, k = known(), extra = {}) => post(f, canonical({ request_id: k.rid, trace_id: k.tr, ...(mode ? { metadata: { router_mode: mode } } : {}), ...extra }), { tenantId: k.tn });
+  const f = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.router = { ...(raw.router || {}), request_timeout_ms: 600 };
+    },
+  });
+  const send = (mode, k = known(), extra = {}) =>
+    post(f, canonical({ request_id: k.rid, trace_id: k.tr, ...(mode ? { metadata: { router_mode: mode } } : {}), ...extra }), {
+      tenantId: k.tn,
+    });
 
   test('silence → 504 timeout after the configured 600 ms, not before', async () => {
     const k = known();
@@ -252,7 +324,10 @@ describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no respon
     // The Router is back: decisions flow again.
     const deadline = Date.now() + 10000;
     let r;
-    do { r = await send(null); if (r.status !== 200) await sleep(100); } while (r.status !== 200 && Date.now() < deadline);
+    do {
+      r = await send(null);
+      if (r.status !== 200) await sleep(100);
+    } while (r.status !== 200 && Date.now() < deadline);
     expect(r.status).toBe(200);
   });
 
@@ -262,11 +337,18 @@ describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no respon
       // The gateway notices the closed connection (reader sees EOF).
       const deadline = Date.now() + 5000;
       let h;
-      do { h = await call(f, { path: '/health' }); if (h.json.nats.connected) await sleep(50); } while (h.json.nats.connected && Date.now() < deadline);
+      do {
+        h = await call(f, { path: '/health' });
+        if (h.json.nats.connected) await sleep(50);
+      } while (h.json.nats.connected && Date.now() < deadline);
       expect(h.status).toBe(200);
       expect(h.json).toEqual({
-        status: 'degraded', service: 'beamline-gateway', version: expect.any(String),
-        timestamp: expect.any(String), timestamp_ms: expect.any(Number), nats: { connected: false, server: null },
+        status: 'degraded',
+        service: 'beamline-gateway',
+        version: expect.any(String),
+        timestamp: expect.any(String),
+        timestamp_ms: expect.any(Number),
+        nats: { connected: false, server: null },
       });
       const k = known();
       const r = await send(null, k);
@@ -289,7 +371,10 @@ describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no respon
     await waitReady(f.url, 15000);
     const deadline = Date.now() + 10000;
     let r;
-    do { r = await send(null); if (r.status !== 200) await sleep(100); } while (r.status !== 200 && Date.now() < deadline);
+    do {
+      r = await send(null);
+      if (r.status !== 200) await sleep(100);
+    } while (r.status !== 200 && Date.now() < deadline);
     expect(r.status).toBe(200);
     const h = await call(f, { path: '/health' });
     expect(h.json.status).toBe('healthy');
@@ -321,7 +406,9 @@ describeOwnStack('[own stack: a scripted Router in this test process] malformed 
   const s = useGateway({
     own: true,
     router: false,
-    configure: (raw) => { raw.router = { decide_subject: SUBJECT, request_timeout_ms: 500 }; },
+    configure: (raw) => {
+      raw.router = { decide_subject: SUBJECT, request_timeout_ms: 500 };
+    },
   });
   let nc;
   const script = new Map(); // request_id → {reply: string|null}
@@ -332,16 +419,24 @@ describeOwnStack('[own stack: a scripted Router in this test process] malformed 
       callback: (err, msg) => {
         if (err) return;
         let rid = '';
-        try { rid = JSON.parse(Buffer.from(msg.data).toString('utf8')).request_id; } catch (e) { /* ignore */ }
+        try {
+          rid = JSON.parse(Buffer.from(msg.data).toString('utf8')).request_id;
+        } catch (e) {
+          /* ignore */
+        }
         seen.set(rid, (seen.get(rid) || 0) + 1);
         const sc = script.get(rid);
         if (sc && sc.reply === null) return; // silence
-        msg.respond(Buffer.from(sc ? sc.reply : JSON.stringify({ ok: true, decision: { provider_id: 'scripted' }, context: { request_id: rid } })));
+        msg.respond(
+          Buffer.from(sc ? sc.reply : JSON.stringify({ ok: true, decision: { provider_id: 'scripted' }, context: { request_id: rid } })),
+        );
       },
     });
     await nc.flush();
   });
-  afterAll(async () => { if (nc) await nc.close(); });
+  afterAll(async () => {
+    if (nc) await nc.close();
+  });
 
   async function reply(text) {
     const k = known();
@@ -376,18 +471,23 @@ describeOwnStack('[own stack: a scripted Router in this test process] malformed 
   });
 
   test('an error reply that has details and intake_error_code is passed through byte for byte', async () => {
-    const text = '{"ok":false, "error":{"code":"validator_blocked","message":"no","details":{"a":[]},"intake_error_code":"X","extra":1},"context":{}}';
+    const text =
+      '{"ok":false, "error":{"code":"validator_blocked","message":"no","details":{"a":[]},"intake_error_code":"X","extra":1},"context":{}}';
     const { r } = await reply(text);
     expect(r.status).toBe(403);
     expect(r.body).toBe(text);
   });
 
   test('an error reply without them is completed and keeps every other field', async () => {
-    const { r } = await reply('{"ok":false,"error":{"code":"extension_timeout","message":"slow","hint":"h"},"context":{"request_id":"x"},"extra":true}');
+    const { r } = await reply(
+      '{"ok":false,"error":{"code":"extension_timeout","message":"slow","hint":"h"},"context":{"request_id":"x"},"extra":true}',
+    );
     expect(r.status).toBe(504);
     expect(r.json).toEqual({
-      ok: false, error: { code: 'extension_timeout', message: 'slow', hint: 'h', intake_error_code: null, details: {} },
-      context: { request_id: 'x' }, extra: true,
+      ok: false,
+      error: { code: 'extension_timeout', message: 'slow', hint: 'h', intake_error_code: null, details: {} },
+      context: { request_id: 'x' },
+      extra: true,
     });
   });
 
@@ -407,34 +507,59 @@ describeOwnStack('[own stack: a scripted Router in this test process] malformed 
   test('the request reaches the configured subject with the NATS headers of §10, exactly', async () => {
     const k = known();
     let got;
-    const sub = nc.subscribe(SUBJECT, { max: 1, callback: (err, msg) => { got = msg; } });
+    const sub = nc.subscribe(SUBJECT, {
+      max: 1,
+      callback: (err, msg) => {
+        got = msg;
+      },
+    });
     await nc.flush();
-    const r = await post(s, canonical({ request_id: k.rid, trace_id: k.tr }), { tenantId: k.tn, headers: { traceparent: `00-${k.tr}-00f067aa0ba902b7-01`, tracestate: 'a=b' } });
+    const r = await post(s, canonical({ request_id: k.rid, trace_id: k.tr }), {
+      tenantId: k.tn,
+      headers: { traceparent: `00-${k.tr}-00f067aa0ba902b7-01`, tracestate: 'a=b' },
+    });
     expect(r.status).toBe(200);
     sub.unsubscribe();
     expect(got).toBeDefined();
     const h = {};
     for (const [name, values] of got.headers) h[name] = values;
     expect(h).toEqual({
-      trace_id: [k.tr], tenant_id: [k.tn], request_id: [k.rid], version: ['1'],
-      traceparent: [`00-${k.tr}-00f067aa0ba902b7-01`], tracestate: ['a=b'],
+      trace_id: [k.tr],
+      tenant_id: [k.tn],
+      request_id: [k.rid],
+      version: ['1'],
+      traceparent: [`00-${k.tr}-00f067aa0ba902b7-01`],
+      tracestate: ['a=b'],
     });
     expect(got.reply).toMatch(/\S/);
   });
 });
 
 describeOwnStack('[own stack: response_format flat] §4 flat responses', () => {
-  const fl = useGateway({ own: true, configure: (raw) => { raw.response_format = 'flat'; } });
+  const fl = useGateway({
+    own: true,
+    configure: (raw) => {
+      raw.response_format = 'flat';
+    },
+  });
 
   test('200 → the decision fields plus request_id and trace_id (and message_id when given)', async () => {
     const k = known();
-    const r = await post(fl, canonical({ request_id: k.rid, trace_id: k.tr, message_id: 'msg-9', context: { router_mode: 'echo' } }), { tenantId: k.tn });
+    const r = await post(fl, canonical({ request_id: k.rid, trace_id: k.tr, message_id: 'msg-9', context: { router_mode: 'echo' } }), {
+      tenantId: k.tn,
+    });
     expect(r.status).toBe(200);
     expectJsonType(r);
     expect(r.json).toEqual({
-      provider_id: 'echo', reason: 'echo', priority: 0, expected_latency_ms: 0, expected_cost: 0,
+      provider_id: 'echo',
+      reason: 'echo',
+      priority: 0,
+      expected_latency_ms: 0,
+      expected_cost: 0,
       metadata: expect.objectContaining({ request: expect.any(Object) }),
-      request_id: k.rid, trace_id: k.tr, message_id: 'msg-9',
+      request_id: k.rid,
+      trace_id: k.tr,
+      message_id: 'msg-9',
     });
     expect(r.headers['x-request-id']).toBe(k.rid);
   });
@@ -442,18 +567,27 @@ describeOwnStack('[own stack: response_format flat] §4 flat responses', () => {
   test('without message_id there is no message_id key', async () => {
     const r = await post(fl, canonical());
     expect(r.status).toBe(200);
-    expect(Object.keys(r.json).sort()).toEqual(['expected_cost', 'expected_latency_ms', 'metadata', 'priority', 'provider_id', 'reason', 'request_id', 'trace_id'].sort());
+    expect(Object.keys(r.json).sort()).toEqual(
+      ['expected_cost', 'expected_latency_ms', 'metadata', 'priority', 'provider_id', 'reason', 'request_id', 'trace_id'].sort(),
+    );
     expect(r.json.trace_id).toBe(r.headers['x-trace-id']);
     expect(r.json.trace_id).toMatch(HEX32);
   });
 
   test('Router errors keep the error body', async () => {
     const k = known();
-    const r = await post(fl, canonical({ request_id: k.rid, trace_id: k.tr, metadata: { router_mode: 'error:validator_blocked' } }), { tenantId: k.tn });
+    const r = await post(fl, canonical({ request_id: k.rid, trace_id: k.tr, metadata: { router_mode: 'error:validator_blocked' } }), {
+      tenantId: k.tn,
+    });
     expect(r.status).toBe(403);
     expect(r.json).toEqual({
       ok: false,
-      error: { code: 'validator_blocked', message: 'Request blocked by validator', details: { router_mode: 'error:validator_blocked' }, intake_error_code: null },
+      error: {
+        code: 'validator_blocked',
+        message: 'Request blocked by validator',
+        details: { router_mode: 'error:validator_blocked' },
+        intake_error_code: null,
+      },
       context: { request_id: k.rid, trace_id: k.tr },
     });
   });

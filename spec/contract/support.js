@@ -200,8 +200,12 @@ function expectGatewayError(r, status, code, o = {}) {
   }
   expect(r.status).toBe(status);
   expectJsonType(r);
-  const msg = o.message instanceof RegExp ? expect.stringMatching(o.message)
-    : typeof o.message === 'string' ? o.message : expect.stringMatching(/\S/);
+  const msg =
+    o.message instanceof RegExp
+      ? expect.stringMatching(o.message)
+      : typeof o.message === 'string'
+        ? o.message
+        : expect.stringMatching(/\S/);
   expect(r.json).toEqual({
     ok: false,
     error: { code, message: msg, intake_error_code: null, details: o.details || {} },
@@ -224,7 +228,11 @@ function expectGatewayError(r, status, code, o = {}) {
 
 /** Parses an Allow header into a sorted list of methods. */
 function allowOf(r) {
-  return String(r.headers.allow || '').split(',').map((s) => s.trim().toUpperCase()).filter(Boolean).sort();
+  return String(r.headers.allow || '')
+    .split(',')
+    .map((s) => s.trim().toUpperCase())
+    .filter(Boolean)
+    .sort();
 }
 
 /**
@@ -239,7 +247,10 @@ function raw(t, bytes, timeoutMs = 5000) {
     sock.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     sock.on('error', (e) => (chunks.length ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(e)));
     sock.write(bytes);
-    sock.setTimeout(timeoutMs, () => { sock.destroy(); resolve(Buffer.concat(chunks).toString('utf8')); });
+    sock.setTimeout(timeoutMs, () => {
+      sock.destroy();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
   });
 }
 
@@ -269,7 +280,11 @@ function parseRaw(text) {
     body = out;
   }
   let json;
-  try { json = JSON.parse(body); } catch (e) { json = undefined; }
+  try {
+    json = JSON.parse(body);
+  } catch (e) {
+    json = undefined;
+  }
   return { status: m ? Number(m[1]) : 0, headers, body, json };
 }
 

@@ -33,7 +33,8 @@ function seconds(d) {
 /** The gateway's config as the container sees it: gateway.yaml + image ENV + compose env. */
 function gatewayConfig() {
   const imageEnv = {};
-  for (const ins of stages[stages.length - 1].instructions.filter((i) => i.cmd === 'ENV')) Object.assign(imageEnv, parseAssignments(ins.rest));
+  for (const ins of stages[stages.length - 1].instructions.filter((i) => i.cmd === 'ENV'))
+    Object.assign(imageEnv, parseAssignments(ins.rest));
   return loadConfig({ file: path.join(ROOT, 'gateway.yaml'), env: { ...imageEnv, ...compose.services.gateway.environment } }).config;
 }
 

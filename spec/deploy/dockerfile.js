@@ -57,7 +57,11 @@ function toInstruction(text, line) {
   // HEALTHCHECK CMD [..] / exec-form RUN, CMD, ENTRYPOINT, VOLUME
   const jsonPart = cmd === 'HEALTHCHECK' ? rest.replace(/^CMD\s+/, '') : rest;
   if (jsonPart.startsWith('[')) {
-    try { exec = JSON.parse(jsonPart); } catch (e) { exec = null; }
+    try {
+      exec = JSON.parse(jsonPart);
+    } catch (e) {
+      exec = null;
+    }
   }
   return { cmd, raw, flags, rest, exec, line };
 }

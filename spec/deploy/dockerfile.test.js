@@ -75,8 +75,11 @@ describe('Dockerfile', () => {
   });
 
   test('COPY --from names an earlier stage; build-context sources exist and are not docker-ignored', () => {
-    const ignore = fs.readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
-      .split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const ignore = fs
+      .readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     stages.forEach((stage, idx) => {
       for (const ins of all(stage, 'COPY')) {
         const { sources } = copyArgs(ins);
@@ -86,7 +89,11 @@ describe('Dockerfile', () => {
           continue;
         }
         for (const s of sources) {
-          expect({ line: ins.line, source: s, exists: fs.existsSync(path.join(ROOT, s)) }).toEqual({ line: ins.line, source: s, exists: true });
+          expect({ line: ins.line, source: s, exists: fs.existsSync(path.join(ROOT, s)) }).toEqual({
+            line: ins.line,
+            source: s,
+            exists: true,
+          });
           const top = s.split('/')[0];
           expect({ source: s, ignored: ignore.includes(top) || ignore.includes(s) }).toEqual({ source: s, ignored: false });
         }
@@ -102,18 +109,28 @@ describe('Dockerfile', () => {
     for (const s of ['package.json', 'package-lock.json', 'tsconfig.json', 'gateway.yaml', 'src-ts', 'scripts', 'templates']) {
       expect(sources).toContain(s);
     }
-    expect(all(build, 'RUN').map((r) => r.rest).join('\n')).toMatch(/npm ci[\s\S]*node scripts\/build\.js --force/);
+    expect(
+      all(build, 'RUN')
+        .map((r) => r.rest)
+        .join('\n'),
+    ).toMatch(/npm ci[\s\S]*node scripts\/build\.js --force/);
     // the runtime gets production dependencies only
     const nm = copiedPaths(runtime).find((c) => c.dest === '/opt/beamline/node_modules');
     expect(nm.from).toBe('prod-deps');
-    expect(all(stageByName('prod-deps'), 'RUN').map((r) => r.rest).join('\n')).toMatch(/npm prune --omit=dev/);
+    expect(
+      all(stageByName('prod-deps'), 'RUN')
+        .map((r) => r.rest)
+        .join('\n'),
+    ).toMatch(/npm prune --omit=dev/);
   });
 
   test('runs as a dedicated non-root user (numeric uid, so Kubernetes runAsNonRoot can verify it)', () => {
     const user = last(runtime, 'USER');
     expect(user).toBeDefined();
     // nothing after USER switches back to root
-    expect(runtime.instructions.indexOf(user)).toBeGreaterThan(Math.max(...all(runtime, 'RUN').map((r) => runtime.instructions.indexOf(r))));
+    expect(runtime.instructions.indexOf(user)).toBeGreaterThan(
+      Math.max(...all(runtime, 'RUN').map((r) => runtime.instructions.indexOf(r))),
+    );
     const [uid, gid] = expand(user.rest, vars).split(':');
     expect(uid).toMatch(/^\d+$/);
     expect(gid).toMatch(/^\d+$/);
@@ -121,7 +138,9 @@ describe('Dockerfile', () => {
     expect(Number(gid)).toBeGreaterThan(0);
     expect(['root', '0']).not.toContain(uid);
     // the same uid/gid is created in the image (no shell, no home)
-    const runs = all(runtime, 'RUN').map((r) => expand(r.rest, vars)).join('\n');
+    const runs = all(runtime, 'RUN')
+      .map((r) => expand(r.rest, vars))
+      .join('\n');
     expect(runs).toContain(`useradd --system --uid "${uid}"`);
     expect(runs).toContain(`groupadd --system --gid "${gid}"`);
     expect(runs).toMatch(/--shell \/usr\/sbin\/nologin/);
@@ -143,7 +162,9 @@ describe('Dockerfile', () => {
     const prefix = vars.GATEWAY_PREFIX;
     expect(prefix).toBe('/var/run/beamline');
     expect(all(runtime, 'VOLUME').flatMap((v) => v.exec || v.rest.split(/\s+/))).toEqual([prefix]);
-    const runs = all(runtime, 'RUN').map((r) => expand(r.rest, vars)).join('\n');
+    const runs = all(runtime, 'RUN')
+      .map((r) => expand(r.rest, vars))
+      .join('\n');
     expect(runs).toContain(`mkdir -p ${prefix}`);
     expect(runs).toContain(`chown beamline:beamline ${prefix}`);
     // code stays root-owned: no COPY --chown, no chown of /opt/beamline
@@ -162,8 +183,14 @@ describe('Dockerfile', () => {
       const out = render(config, { prefix: tmp, luaDir, runtime: vars.GATEWAY_RUNTIME });
       const texts = out.files.filter((f) => f.endsWith('.conf')).map((f) => fs.readFileSync(f, 'utf8'));
       // Every directive that makes nginx open or create a file: where it points.
-      const FILE_DIRECTIVES = /^\s*(pid|error_log|access_log|client_body_temp_path|proxy_temp_path|fastcgi_temp_path|uwsgi_temp_path|scgi_temp_path)\s+(\S+?);?(\s|$)/;
-      const targets = texts.join('\n').split('\n').map((l) => FILE_DIRECTIVES.exec(l)).filter(Boolean).map((m) => [m[1], m[2]]);
+      const FILE_DIRECTIVES =
+        /^\s*(pid|error_log|access_log|client_body_temp_path|proxy_temp_path|fastcgi_temp_path|uwsgi_temp_path|scgi_temp_path)\s+(\S+?);?(\s|$)/;
+      const targets = texts
+        .join('\n')
+        .split('\n')
+        .map((l) => FILE_DIRECTIVES.exec(l))
+        .filter(Boolean)
+        .map((m) => [m[1], m[2]]);
       expect(targets.map(([d]) => d)).toEqual(expect.arrayContaining(['pid', 'error_log', 'access_log', 'client_body_temp_path']));
       const outside = targets.filter(([, p]) => p !== 'off' && !p.startsWith(`${tmp}/`) && !['/dev/stdout', '/dev/stderr'].includes(p));
       expect(outside).toEqual([]);
@@ -191,7 +218,9 @@ describe('Dockerfile', () => {
 
   test('graceful stop (SIGQUIT) and a non-privileged port that matches the config', () => {
     expect(last(runtime, 'STOPSIGNAL').rest).toBe('SIGQUIT');
-    const ports = all(runtime, 'EXPOSE').flatMap((e) => e.rest.split(/\s+/)).map((p) => Number(p.replace(/\/tcp$/, '')));
+    const ports = all(runtime, 'EXPOSE')
+      .flatMap((e) => e.rest.split(/\s+/))
+      .map((p) => Number(p.replace(/\/tcp$/, '')));
     const { config } = loadConfig({ file: path.join(ROOT, 'gateway.yaml'), env: imageEnv() });
     expect(ports).toEqual([config.server.port]);
     expect(config.server.port).toBeGreaterThanOrEqual(1024);
@@ -201,12 +230,20 @@ describe('Dockerfile', () => {
     const ep = last(runtime, 'ENTRYPOINT');
     expect(ep.exec).toEqual([`${vars.BEAMLINE_HOME}/deploy/docker-entrypoint.sh`]);
     expect(provided(ep.exec[0])).toBe(true);
-    expect(all(runtime, 'RUN').map((r) => r.rest).join('\n')).toContain(`chmod 0755 ${ep.exec[0]}`);
+    expect(
+      all(runtime, 'RUN')
+        .map((r) => r.rest)
+        .join('\n'),
+    ).toContain(`chmod 0755 ${ep.exec[0]}`);
     expect(last(runtime, 'CMD').exec).toEqual([]);
 
     expect(script.startsWith('#!/bin/sh\n')).toBe(true);
     expect(script).toMatch(/^set -eu$/m); // a failed render or check stops the script
-    const code = script.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n').replace(/\\\n\s*/g, ' ');
+    const code = script
+      .split('\n')
+      .filter((l) => !l.trim().startsWith('#'))
+      .join('\n')
+      .replace(/\\\n\s*/g, ' ');
     const nginxArgs = '-p "$GATEWAY_PREFIX/" -c "$GATEWAY_PREFIX/nginx.conf" -e stderr';
     const renderAt = code.search(/^"\$NODE_BIN" "\$BEAMLINE_HOME\/scripts\/render\.js" /m);
     const checkAt = code.indexOf(`"$NGINX_BIN" -t ${nginxArgs}\n`);
@@ -222,7 +259,11 @@ describe('Dockerfile', () => {
     expect(code).not.toMatch(/&\s*$/m);
     expect(code.slice(execAt).trim().split('\n')).toHaveLength(1);
     // the build checks the same render on the real OpenResty (render.js --check)
-    expect(all(runtime, 'RUN').map((r) => r.rest).join('\n')).toMatch(/node scripts\/render\.js --runtime openresty --prefix \S+\s+--lua-dir \/opt\/beamline\/dist-lua --check/);
+    expect(
+      all(runtime, 'RUN')
+        .map((r) => r.rest)
+        .join('\n'),
+    ).toMatch(/node scripts\/render\.js --runtime openresty --prefix \S+\s+--lua-dir \/opt\/beamline\/dist-lua --check/);
   });
 
   test('paths in the entrypoint are the COPY destinations and the image ENV', () => {
@@ -254,7 +295,9 @@ describe('Dockerfile', () => {
     expect(last(r, 'USER').rest).toBe('node');
     expect(last(r, 'HEALTHCHECK').exec).toEqual(['node', '/opt/beamline/deploy/router-healthcheck.js']);
     const dests = copiedPaths(r).map((c) => c.dest);
-    expect(dests).toEqual(expect.arrayContaining(['/opt/beamline/router', '/opt/beamline/node_modules', '/opt/beamline/deploy/router-healthcheck.js']));
+    expect(dests).toEqual(
+      expect.arrayContaining(['/opt/beamline/router', '/opt/beamline/node_modules', '/opt/beamline/deploy/router-healthcheck.js']),
+    );
     expect(stageVars(r).NATS_URL).toMatch(/^nats:\/\//);
     // it is not the default target
     expect(stages.indexOf(r)).toBeLessThan(stages.length - 1);

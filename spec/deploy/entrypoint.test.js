@@ -23,13 +23,19 @@ const NOBODY = 65534;
 const SETPRIV = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'];
 // As root, run the gateway as nobody (setpriv is util-linux, on every Debian) — provided nobody
 // can read the checkout (a clone under a 0700 home directory cannot be); otherwise as we are.
-const AS_NOBODY = (process.getuid && process.getuid() === 0
-  && spawnSync(SETPRIV[0], [...SETPRIV.slice(1), '/bin/sh', '-c',
+const AS_NOBODY =
+  process.getuid &&
+  process.getuid() === 0 &&
+  spawnSync(SETPRIV[0], [
+    ...SETPRIV.slice(1),
+    '/bin/sh',
+    '-c',
     'test -r "$1/package.json" && test -r "$1/scripts/render.js" && test -x "$1/templates" && test -x "$2"',
-    'sh', REPO_ROOT, process.execPath]).status === 0);
-const asUser = (cmd, args) => (AS_NOBODY
-  ? { command: SETPRIV[0], args: [...SETPRIV.slice(1), cmd, ...args] }
-  : { command: cmd, args });
+    'sh',
+    REPO_ROOT,
+    process.execPath,
+  ]).status === 0;
+const asUser = (cmd, args) => (AS_NOBODY ? { command: SETPRIV[0], args: [...SETPRIV.slice(1), cmd, ...args] } : { command: cmd, args });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const prefixes = [];
@@ -53,21 +59,41 @@ async function startEntrypoint(env, port) {
     fs.closeSync(fd);
   }
   let exitInfo = null;
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      resolve(exitInfo);
+    }),
+  );
   const handle = track({
     pid: child.pid,
-    tail: (n = 40) => fs.readFileSync(logFile, 'utf8').split('\n').slice(-n - 1).join('\n'),
+    tail: (n = 40) =>
+      fs
+        .readFileSync(logFile, 'utf8')
+        .split('\n')
+        .slice(-n - 1)
+        .join('\n'),
     kill: (sig) => exitInfo === null && child.kill(sig),
     async waitExit(ms) {
       let t;
       try {
-        return await Promise.race([exited, new Promise((_, rej) => { t = setTimeout(() => rej(new Error(`entrypoint still running after ${ms} ms`)), ms); })]);
-      } finally { clearTimeout(t); }
+        return await Promise.race([
+          exited,
+          new Promise((_, rej) => {
+            t = setTimeout(() => rej(new Error(`entrypoint still running after ${ms} ms`)), ms);
+          }),
+        ]);
+      } finally {
+        clearTimeout(t);
+      }
     },
     async stop() {
       if (exitInfo !== null) return;
       child.kill('SIGTERM');
-      await handle.waitExit(5000).catch(() => { child.kill('SIGKILL'); return exited; });
+      await handle.waitExit(5000).catch(() => {
+        child.kill('SIGKILL');
+        return exited;
+      });
     },
   });
   const deadline = Date.now() + 30000;
@@ -258,9 +284,13 @@ describe('deploy/docker-entrypoint.sh with a bad config', () => {
 
 describe('deploy/router-healthcheck.js (compose Router health check)', () => {
   const SCRIPT = path.join(REPO_ROOT, 'deploy', 'router-healthcheck.js');
-  const run = (args, env = {}) => spawnSync(process.execPath, [SCRIPT, ...args], {
-    encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 15000, cwd: REPO_ROOT,
-  });
+  const run = (args, env = {}) =>
+    spawnSync(process.execPath, [SCRIPT, ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env },
+      timeout: 15000,
+      cwd: REPO_ROOT,
+    });
 
   test('exit 0 when the Router answers on NATS_URL', () => {
     const r = run([], { NATS_URL: nats.url });

@@ -45,7 +45,9 @@ const dashboard = JSON.parse(fs.readFileSync(FILE, 'utf8'));
 const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels || [])]);
 const queryPanels = panels.filter((p) => p.type !== 'row');
 const targets = queryPanels.flatMap((p) => (p.targets || []).map((t) => ({ panel: p.title, expr: t.expr, t })));
-const variableQueries = dashboard.templating.list.filter((v) => v.type === 'query').map((v) => ({ panel: `$${v.name}`, expr: v.definition }));
+const variableQueries = dashboard.templating.list
+  .filter((v) => v.type === 'query')
+  .map((v) => ({ panel: `$${v.name}`, expr: v.definition }));
 
 /** The metric a series name belongs to (histogram series suffixes stripped). */
 function family(name) {
@@ -67,14 +69,18 @@ describe('deploy/grafana/beamline-gateway.json', () => {
       expect(x + w).toBeLessThanOrEqual(24);
       for (let i = x; i < x + w; i++) {
         for (let j = y; j < y + h; j++) {
-          expect({ panel: p.title, cell: `${i},${j}`, taken: cells.has(`${i},${j}`) }).toEqual({ panel: p.title, cell: `${i},${j}`, taken: false });
+          expect({ panel: p.title, cell: `${i},${j}`, taken: cells.has(`${i},${j}`) }).toEqual({
+            panel: p.title,
+            cell: `${i},${j}`,
+            taken: false,
+          });
           cells.add(`${i},${j}`);
         }
       }
     }
   });
 
-  test('every query panel has PromQL targets on the dashboard\'s Prometheus data source variable', () => {
+  test("every query panel has PromQL targets on the dashboard's Prometheus data source variable", () => {
     expect(dashboard.templating.list.find((v) => v.name === 'datasource')).toMatchObject({ type: 'datasource', query: 'prometheus' });
     for (const p of queryPanels) {
       expect({ panel: p.title, n: (p.targets || []).length > 0 }).toEqual({ panel: p.title, n: true });
@@ -83,9 +89,16 @@ describe('deploy/grafana/beamline-gateway.json', () => {
         expect(t.datasource).toEqual(p.datasource);
         expect(typeof t.expr).toBe('string');
         // balanced brackets
-        for (const [o, c] of [['(', ')'], ['{', '}'], ['[', ']']]) {
-          expect({ panel: p.title, expr: t.expr, balanced: t.expr.split(o).length === t.expr.split(c).length })
-            .toEqual({ panel: p.title, expr: t.expr, balanced: true });
+        for (const [o, c] of [
+          ['(', ')'],
+          ['{', '}'],
+          ['[', ']'],
+        ]) {
+          expect({ panel: p.title, expr: t.expr, balanced: t.expr.split(o).length === t.expr.split(c).length }).toEqual({
+            panel: p.title,
+            expr: t.expr,
+            balanced: true,
+          });
         }
       }
     }
@@ -119,7 +132,10 @@ describe('deploy/grafana/beamline-gateway.json', () => {
         }
       }
       const metrics = seriesIn(expr);
-      const known = new Set([...TARGET_LABELS, ...metrics.flatMap((s) => [...(LABELS[family(s)] || []), ...(s.endsWith('_bucket') ? ['le'] : [])])]);
+      const known = new Set([
+        ...TARGET_LABELS,
+        ...metrics.flatMap((s) => [...(LABELS[family(s)] || []), ...(s.endsWith('_bucket') ? ['le'] : [])]),
+      ]);
       for (const by of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
         for (const label of by[1].split(',').map((s) => s.trim())) {
           expect({ panel, label, known: known.has(label) }).toEqual({ panel, label, known: true });
@@ -132,10 +148,19 @@ describe('deploy/grafana/beamline-gateway.json', () => {
     const quantiles = targets.filter(({ expr }) => expr.includes('histogram_quantile'));
     expect(quantiles.length).toBeGreaterThanOrEqual(6);
     for (const { panel, expr } of quantiles) {
-      expect({ panel, expr }).toEqual({ panel, expr: expect.stringMatching(/histogram_quantile\(0\.\d+, sum by \((le|le, route)\) \(rate\(gateway_[a-z_]+_duration_seconds_bucket\{[^}]*\}\[\$__rate_interval\]\)\)\)/) });
+      expect({ panel, expr }).toEqual({
+        panel,
+        expr: expect.stringMatching(
+          /histogram_quantile\(0\.\d+, sum by \((le|le, route)\) \(rate\(gateway_[a-z_]+_duration_seconds_bucket\{[^}]*\}\[\$__rate_interval\]\)\)\)/,
+        ),
+      });
     }
-    const http = quantiles.filter(({ expr }) => expr.includes('gateway_http_request_duration_seconds_bucket')).map(({ expr }) => /histogram_quantile\((0\.\d+)/.exec(expr)[1]);
-    const router = quantiles.filter(({ expr }) => expr.includes('gateway_router_request_duration_seconds_bucket')).map(({ expr }) => /histogram_quantile\((0\.\d+)/.exec(expr)[1]);
+    const http = quantiles
+      .filter(({ expr }) => expr.includes('gateway_http_request_duration_seconds_bucket'))
+      .map(({ expr }) => /histogram_quantile\((0\.\d+)/.exec(expr)[1]);
+    const router = quantiles
+      .filter(({ expr }) => expr.includes('gateway_router_request_duration_seconds_bucket'))
+      .map(({ expr }) => /histogram_quantile\((0\.\d+)/.exec(expr)[1]);
     for (const p of ['0.5', '0.95', '0.99']) {
       expect(http).toContain(p);
       expect(router).toContain(p);
@@ -144,9 +169,21 @@ describe('deploy/grafana/beamline-gateway.json', () => {
 
   test('has the panels the runbook refers to', () => {
     const titles = queryPanels.map((p) => p.title);
-    for (const t of ['Requests by route and status', 'Error ratio', 'Latency p50 / p95 / p99', 'Router latency p50 / p95 / p99',
-      'Router replies by code', 'Rate-limit hits (429) by route', 'Reconnects', 'Publish failures', 'Idempotency replays',
-      'Shadow comparisons by result', 'Shadow mismatch ratio', 'Shadow mismatches (range)', 'Connected workers by instance']) {
+    for (const t of [
+      'Requests by route and status',
+      'Error ratio',
+      'Latency p50 / p95 / p99',
+      'Router latency p50 / p95 / p99',
+      'Router replies by code',
+      'Rate-limit hits (429) by route',
+      'Reconnects',
+      'Publish failures',
+      'Idempotency replays',
+      'Shadow comparisons by result',
+      'Shadow mismatch ratio',
+      'Shadow mismatches (range)',
+      'Connected workers by instance',
+    ]) {
       expect(titles).toContain(t);
     }
     const runbook = fs.readFileSync(path.join(ROOT, 'docs', 'RUNBOOK.md'), 'utf8');

@@ -15,8 +15,12 @@ function run(args, env = {}) {
   return new Promise((resolve) => {
     const c = spawn(process.execPath, [SCRIPT, ...args], { env: { PATH: process.env.PATH, ...env } });
     let out = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { out += d; });
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.stderr.on('data', (d) => {
+      out += d;
+    });
     c.on('exit', (code) => resolve({ code, out }));
   });
 }
@@ -44,7 +48,10 @@ describe('deploy/healthcheck.js', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  beforeEach(() => { status = 200; seen = []; });
+  beforeEach(() => {
+    status = 200;
+    seen = [];
+  });
 
   test('wildcard and named listen addresses map to a reachable host', () => {
     expect(connectHost('0.0.0.0')).toBe('127.0.0.1');

@@ -38,7 +38,9 @@ function schema(obj) {
     new Model(obj).validate();
     return [];
   } catch (e) {
-    return String(e.message).split(/,\s*(?=data)/).map((m) => `${obj.kind}: ${m}`);
+    return String(e.message)
+      .split(/,\s*(?=data)/)
+      .map((m) => `${obj.kind}: ${m}`);
   }
 }
 
@@ -50,7 +52,7 @@ function unknownFields(manifests) {
   const file = path.join(ROOT, 'spec', 'deploy', '__k8s_manifests__.ts');
   const lines = [];
   const names = [];
-  manifests.forEach(({ name, obj }, i) => {
+  manifests.forEach(({ obj }, i) => {
     lines.push(`import type { I${obj.kind} as T${i} } from ${JSON.stringify(modulePath(obj.apiVersion))};`);
   });
   manifests.forEach(({ name, obj }, i) => {
@@ -69,7 +71,8 @@ function unknownFields(manifests) {
   };
   const host = ts.createCompilerHost(options);
   const { getSourceFile, fileExists, readFile } = host;
-  host.getSourceFile = (f, lang, ...rest) => (path.resolve(f) === file ? ts.createSourceFile(f, source, lang, true) : getSourceFile.call(host, f, lang, ...rest));
+  host.getSourceFile = (f, lang, ...rest) =>
+    path.resolve(f) === file ? ts.createSourceFile(f, source, lang, true) : getSourceFile.call(host, f, lang, ...rest);
   host.fileExists = (f) => path.resolve(f) === file || fileExists.call(host, f);
   host.readFile = (f) => (path.resolve(f) === file ? source : readFile.call(host, f));
   const program = ts.createProgram([file], options, host);

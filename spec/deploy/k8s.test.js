@@ -15,7 +15,10 @@ const { loadConfig } = require('../../scripts/lib/config');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const DIR = path.join(ROOT, 'deploy', 'k8s');
-const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+const files = fs
+  .readdirSync(DIR)
+  .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+  .sort();
 
 /** @type {Array<{name: string, file: string, obj: any}>} */
 const manifests = [];
@@ -37,10 +40,16 @@ const clone = (o) => JSON.parse(JSON.stringify(o));
 const { stages } = parseDockerfile(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
 const runtime = stages[stages.length - 1];
 const imageVars = stageVars(runtime);
-const imageUser = runtime.instructions.filter((i) => i.cmd === 'USER').pop().rest.split(':').map(Number);
+const imageUser = runtime.instructions
+  .filter((i) => i.cmd === 'USER')
+  .pop()
+  .rest.split(':')
+  .map(Number);
 
 /** CPU quantity → cores, memory quantity → bytes. */
-function cpu(q) { return /m$/.test(q) ? Number(q.slice(0, -1)) / 1000 : Number(q); }
+function cpu(q) {
+  return /m$/.test(q) ? Number(q.slice(0, -1)) / 1000 : Number(q);
+}
 function bytes(q) {
   const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q));
   const mult = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2]] || 1;
@@ -64,9 +73,15 @@ const container = () => deployment().spec.template.spec.containers.find((c) => c
 
 describe('deploy/k8s: schema validation (kubernetes-models, offline)', () => {
   test('the expected kinds are there', () => {
-    expect(manifests.map((m) => m.obj.kind).sort()).toEqual(
-      ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Namespace', 'PodDisruptionBudget', 'Secret', 'Service'],
-    );
+    expect(manifests.map((m) => m.obj.kind).sort()).toEqual([
+      'ConfigMap',
+      'Deployment',
+      'HorizontalPodAutoscaler',
+      'Namespace',
+      'PodDisruptionBudget',
+      'Secret',
+      'Service',
+    ]);
   });
 
   test.each(manifests.map((m) => [m.name, m]))('%s is valid against its Kubernetes schema', (name, m) => {
@@ -104,7 +119,9 @@ describe('deploy/k8s: schema validation (kubernetes-models, offline)', () => {
     c.readinesProbe = c.readinessProbe;
     delete c.readinessProbe;
     expect(schema(typo)).toEqual([]); // the schemas allow unknown fields…
-    expect(unknownFields([{ name: 'typo', obj: typo }])).toEqual([expect.stringMatching(/'"readinesProbe"' does not exist in type 'IContainer'/)]);
+    expect(unknownFields([{ name: 'typo', obj: typo }])).toEqual([
+      expect.stringMatching(/'"readinesProbe"' does not exist in type 'IContainer'/),
+    ]);
 
     const unknownKind = clone(d);
     unknownKind.kind = 'Deploymnt';
@@ -131,8 +148,12 @@ describe('deploy/k8s: ConfigMap from scripts/k8s-configmap.js', () => {
     expect(config.rate_limit.redis.password).toBeUndefined();
     // the rest comes from gateway.example.yaml
     const example = loadConfig({ file: path.join(ROOT, 'gateway.example.yaml'), env: {} }).config;
-    expect({ ...config, server: undefined, log: undefined, nats: undefined })
-      .toEqual({ ...example, server: undefined, log: undefined, nats: undefined });
+    expect({ ...config, server: undefined, log: undefined, nats: undefined }).toEqual({
+      ...example,
+      server: undefined,
+      log: undefined,
+      nats: undefined,
+    });
   });
 
   test('the script refuses secrets in the source config', () => {
@@ -166,8 +187,9 @@ describe('deploy/k8s: Deployment', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     // liveness is more tolerant than readiness: a NATS blip makes pods unready, never restarts them
-    expect(c.livenessProbe.periodSeconds * c.livenessProbe.failureThreshold)
-      .toBeGreaterThan(c.readinessProbe.periodSeconds * c.readinessProbe.failureThreshold);
+    expect(c.livenessProbe.periodSeconds * c.livenessProbe.failureThreshold).toBeGreaterThan(
+      c.readinessProbe.periodSeconds * c.readinessProbe.failureThreshold,
+    );
     const ann = deployment().spec.template.metadata.annotations;
     expect(ann['prometheus.io/port']).toBe(String(http.containerPort));
     expect(ann['prometheus.io/path']).toBe('/metrics');
@@ -189,7 +211,12 @@ describe('deploy/k8s: Deployment', () => {
 
   test('security: non-root (the image user), read-only root filesystem, no privilege escalation, no capabilities', () => {
     const pod = deployment().spec.template.spec;
-    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: imageUser[0], runAsGroup: imageUser[1], fsGroup: imageUser[1] });
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: imageUser[0],
+      runAsGroup: imageUser[1],
+      fsGroup: imageUser[1],
+    });
     expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(container().securityContext).toEqual({
@@ -235,7 +262,8 @@ describe('deploy/k8s: Deployment', () => {
     const config = podConfig();
     expect(config.server.workers).toBe(cpu(limits.cpu));
     // shared dicts (decision cache, idempotency, rate limit, metrics) fit well inside the limit
-    const dictMb = config.decision_cache.size_mb + config.idempotency.size_mb + config.rate_limit.shared_dict_size_mb + config.metrics.size_mb;
+    const dictMb =
+      config.decision_cache.size_mb + config.idempotency.size_mb + config.rate_limit.shared_dict_size_mb + config.metrics.size_mb;
     expect(dictMb * 2 ** 20 * 2).toBeLessThan(bytes(limits.memory));
   });
 });
@@ -243,7 +271,8 @@ describe('deploy/k8s: Deployment', () => {
 describe('deploy/k8s: the objects fit together', () => {
   test('one namespace; Service, PDB and HPA select / target the Deployment', () => {
     const ns = one('Namespace').metadata.name;
-    for (const m of manifests) if (m.obj.kind !== 'Namespace') expect({ m: m.name, ns: m.obj.metadata.namespace }).toEqual({ m: m.name, ns });
+    for (const m of manifests)
+      if (m.obj.kind !== 'Namespace') expect({ m: m.name, ns: m.obj.metadata.namespace }).toEqual({ m: m.name, ns });
     const d = deployment();
     const podLabels = d.spec.template.metadata.labels;
     const selects = (sel) => Object.entries(sel).every(([k, v]) => podLabels[k] === v);

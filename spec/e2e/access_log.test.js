@@ -67,7 +67,11 @@ test('errors log their outcome: Router error code, timeout, and no Router time b
   await post(gw.url, { tenant: 'log-t', headers: { ...auth, 'content-type': 'text/plain' } });
   // Two workers write the log: a line may land after the next request's, so sort by status.
   const lines = (await linesSince(off, 3)).sort((a, b) => a.status - b.status);
-  expect(lines.map((l) => [l.status, l.router_code])).toEqual([[404, 'policy_not_found'], [415, ''], [504, 'timeout']]);
+  expect(lines.map((l) => [l.status, l.router_code])).toEqual([
+    [404, 'policy_not_found'],
+    [415, ''],
+    [504, 'timeout'],
+  ]);
   expect(lines[2].router_time).toBeGreaterThanOrEqual(0.29);
   expect(lines[1].router_time).toBeNull();
   expect(lines[1].tenant_id).toBe('log-t');

@@ -12,10 +12,9 @@ const KEY_B = 'kb_0a1b2c3d4e5f60718293a4b5c6d7e8f9';
 const ORIGIN = 'https://app.example.com';
 
 let nats;
-let router;
 beforeAll(async () => {
   nats = await startNats();
-  router = await startRouter({ natsUrl: nats.url });
+  await startRouter({ natsUrl: nats.url });
 });
 afterAll(() => stopAll());
 
@@ -39,7 +38,13 @@ describe('API keys', () => {
   });
 
   test('missing or unknown key → 401 unauthorized with WWW-Authenticate', async () => {
-    for (const headers of [{}, { authorization: 'Bearer nope' }, { 'x-api-key': 'nope' }, { authorization: `Basic ${KEY_A}` }, { authorization: `Bearer ${KEY_A}x` }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer nope' },
+      { 'x-api-key': 'nope' },
+      { authorization: `Basic ${KEY_A}` },
+      { authorization: `Bearer ${KEY_A}x` },
+    ]) {
       const r = await post(gw.url, { tenant: 'tenant-a', headers });
       expect(r.status).toBe(401);
       expect(r.headers['www-authenticate']).toBe('Bearer');
@@ -85,7 +90,11 @@ describe('API keys', () => {
   });
 
   test('the key is never forwarded to the Router and never logged', async () => {
-    const r = await post(gw.url, { tenant: 'tenant-a', headers: { authorization: `Bearer ${KEY_A}`, 'x-api-key': KEY_A }, body: decideBody({ metadata: { router_mode: 'echo' } }) });
+    const r = await post(gw.url, {
+      tenant: 'tenant-a',
+      headers: { authorization: `Bearer ${KEY_A}`, 'x-api-key': KEY_A },
+      body: decideBody({ metadata: { router_mode: 'echo' } }),
+    });
     expect(r.status).toBe(200);
     const seen = JSON.parse(r.body).decision.metadata;
     expect(JSON.stringify(seen)).not.toContain(KEY_A);
@@ -118,11 +127,12 @@ describe('CORS', () => {
     });
   });
 
-  const preflight = (url, p, origin, extra = {}) => request(url, {
-    method: 'OPTIONS',
-    path: p,
-    headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-tenant-id', ...extra },
-  });
+  const preflight = (url, p, origin, extra = {}) =>
+    request(url, {
+      method: 'OPTIONS',
+      path: p,
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-tenant-id', ...extra },
+    });
 
   test('preflight on an API path → 204 with the Allow-* headers, without Router call or rate limit', async () => {
     for (let i = 0; i < 3; i++) {
@@ -194,15 +204,27 @@ describe('CORS', () => {
   });
 
   test('"*" allows any origin; "*" with credentials is a config error', async () => {
-    const any = await startGateway({ natsUrl: nats.url, configure: (raw) => { raw.cors = { allowed_origins: ['*'] }; } });
+    const any = await startGateway({
+      natsUrl: nats.url,
+      configure: (raw) => {
+        raw.cors = { allowed_origins: ['*'] };
+      },
+    });
     const r = await preflight(any.url, DECIDE, 'https://whoever.example');
     expect(r.headers['access-control-allow-origin']).toBe('*');
     expect(r.headers['access-control-allow-credentials']).toBeUndefined();
     await any.stop();
     let err;
     try {
-      loadConfig({ env: {}, overrides: (raw) => { raw.cors = { allowed_origins: ['*'], allow_credentials: true }; } });
-    } catch (e) { err = e; }
+      loadConfig({
+        env: {},
+        overrides: (raw) => {
+          raw.cors = { allowed_origins: ['*'], allow_credentials: true };
+        },
+      });
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toMatch(/cors\.allowed_origins: "\*" cannot be combined with cors\.allow_credentials: true/);
   });

@@ -26,7 +26,10 @@ function raw(port, bytes) {
     sock.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     sock.on('error', reject);
     sock.write(bytes);
-    sock.setTimeout(5000, () => { sock.destroy(); resolve(Buffer.concat(chunks).toString('utf8')); });
+    sock.setTimeout(5000, () => {
+      sock.destroy();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
   });
 }
 const bodyOf = (text) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
@@ -83,11 +86,20 @@ describe('the real stack', () => {
   });
 
   test('a body over the limit gets the JSON 413 with limit_bytes', async () => {
-    const r = await request(gw.url, { method: 'POST', path: '/healthz', headers: { 'content-length': String(2 * 1048576) }, body: Buffer.alloc(2 * 1048576, 97) })
-      .catch((e) => ({ error: e }));
+    const r = await request(gw.url, {
+      method: 'POST',
+      path: '/healthz',
+      headers: { 'content-length': String(2 * 1048576) },
+      body: Buffer.alloc(2 * 1048576, 97),
+    }).catch((e) => ({ error: e }));
     // nginx may answer before reading the whole body; either way the answer is the JSON 413.
     expect(r.status).toBe(413);
-    expect(r.json.error).toEqual({ code: 'payload_too_large', message: expect.any(String), intake_error_code: null, details: { limit_bytes: 1048576 } });
+    expect(r.json.error).toEqual({
+      code: 'payload_too_large',
+      message: expect.any(String),
+      intake_error_code: null,
+      details: { limit_bytes: 1048576 },
+    });
   });
 
   test('the Lua wrote no globals and raised no errors', () => {
@@ -104,10 +116,17 @@ describe('make run (scripts/run.js)', () => {
     const prefix = path.join(tmpRoot(), 'run-prefix');
     const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(natsPort) };
     delete env.NATS_URL;
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', prefix], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', prefix], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { out += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
     const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
     try {
       const deadline = Date.now() + 30000;

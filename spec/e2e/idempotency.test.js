@@ -8,7 +8,13 @@ const { DECIDE, MESSAGES, decideBody, post, sleep, settle, scrape, value } = req
 
 let gw;
 beforeAll(async () => {
-  ({ gateway: gw } = await startStack({ workers: 2, configure: (raw) => { raw.idempotency = { ttl_seconds: 2 }; raw.router = { request_timeout_ms: 1000 }; } }));
+  ({ gateway: gw } = await startStack({
+    workers: 2,
+    configure: (raw) => {
+      raw.idempotency = { ttl_seconds: 2 };
+      raw.router = { request_timeout_ms: 1000 };
+    },
+  }));
 });
 afterAll(() => stopAll());
 
@@ -51,7 +57,12 @@ test('the same key with a different body is 409 conflict', async () => {
   expect((await post(gw.url, { headers: { 'idempotency-key': key }, body: decideBody({ request_id: 'a1' }) })).status).toBe(200);
   const r = await post(gw.url, { headers: { 'idempotency-key': key }, body: decideBody({ request_id: 'a2' }) });
   expect(r.status).toBe(409);
-  expect(r.json.error).toEqual({ code: 'conflict', message: expect.stringMatching(/different request body/), intake_error_code: null, details: {} });
+  expect(r.json.error).toEqual({
+    code: 'conflict',
+    message: expect.stringMatching(/different request body/),
+    intake_error_code: null,
+    details: {},
+  });
   expect(r.headers['idempotent-replayed']).toBeUndefined();
   // Whitespace counts: "same body" means the same bytes.
   const r2 = await post(gw.url, { headers: { 'idempotency-key': key }, body: `${decideBody({ request_id: 'a1' })} ` });

@@ -8,10 +8,9 @@ const { DECIDE, MESSAGES, post, freshWindow, sleep, settle, scrape, value } = re
 const LIMIT = 5;
 
 let nats;
-let router;
 beforeAll(async () => {
   nats = await startNats();
-  router = await startRouter({ natsUrl: nats.url });
+  await startRouter({ natsUrl: nats.url });
 });
 afterAll(() => stopAll());
 
@@ -165,12 +164,13 @@ describe('environment overrides', () => {
 describe('Redis backend', () => {
   let redis;
   let redisPort;
-  const startRedis = async (port) => startProcess({
-    name: `redis-${port}`,
-    command: '/usr/bin/redis-server',
-    args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    readyPort: port,
-  });
+  const startRedis = async (port) =>
+    startProcess({
+      name: `redis-${port}`,
+      command: '/usr/bin/redis-server',
+      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      readyPort: port,
+    });
   const redisConfig = (onError, limit) => (raw) => {
     limits(limit, 100, 3600)(raw);
     raw.rate_limit = {
@@ -186,7 +186,14 @@ describe('Redis backend', () => {
 
   test('two gateway instances share one count', async () => {
     const a = await startGateway({ natsUrl: nats.url, workers: 2, configure: redisConfig('fail_open', LIMIT) });
-    const b = await startGateway({ natsUrl: nats.url, workers: 1, configure: (raw) => { redisConfig('fail_open', LIMIT)(raw); raw.rate_limit.redis.key_prefix = a.config.rate_limit.redis.key_prefix; } });
+    const b = await startGateway({
+      natsUrl: nats.url,
+      workers: 1,
+      configure: (raw) => {
+        redisConfig('fail_open', LIMIT)(raw);
+        raw.rate_limit.redis.key_prefix = a.config.rate_limit.redis.key_prefix;
+      },
+    });
     await freshWindow(3600, 30);
     const rs = [];
     for (let i = 0; i < 2 * LIMIT; i++) rs.push(await post(i % 2 ? b.url : a.url, { tenant: 'shared' }));

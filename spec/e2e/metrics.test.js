@@ -74,7 +74,9 @@ test('request counts, durations and Router metrics follow the requests, summed o
   expect((await post(gw.url, { body: decideBody({ metadata: { router_mode: 'silence' } }) })).status).toBe(504);
   expect((await request(gw.url, { path: '/no/such/thing' })).status).toBe(404);
   await settle();
-  const after = await until((x) => value(x, 'gateway_nats_messages_received_total') - value(before, 'gateway_nats_messages_received_total') >= N + 1);
+  const after = await until(
+    (x) => value(x, 'gateway_nats_messages_received_total') - value(before, 'gateway_nats_messages_received_total') >= N + 1,
+  );
 
   const d = (name, labels) => value(after, name, labels) - (value(before, name, labels) || 0);
   expect(d('gateway_http_requests_total', { route: 'decide', method: 'POST', status: '200' })).toBe(N);

@@ -45,7 +45,12 @@ describe('decide over the persistent NATS connection', () => {
     nats = await startNats();
     router = await startRouter({ natsUrl: nats.url });
     gw = await startGateway({ natsUrl: nats.url, configure: configure() });
-    gwShort = await startGateway({ natsUrl: nats.url, configure: configure((raw) => { raw.router = { ...(raw.router || {}), request_timeout_ms: 400 }; }) });
+    gwShort = await startGateway({
+      natsUrl: nats.url,
+      configure: configure((raw) => {
+        raw.router = { ...(raw.router || {}), request_timeout_ms: 400 };
+      }),
+    });
     // both workers connect in the background right after start
     for (const g of [gw, gwShort]) {
       const deadline = Date.now() + 5000;
@@ -138,8 +143,11 @@ describe('decide over the persistent NATS connection', () => {
     let k = 0;
     while (performance.now() - t0 < 900) {
       const id = `after-late-${k++}`;
-      const batch = await Promise.all([0, 1, 2, 3].map((j) => decide(gwShort, decideBody(`${id}-${j}`, j % 2 ? 'echo' : undefined))
-        .then((r) => ({ id: `${id}-${j}`, r }))));
+      const batch = await Promise.all(
+        [0, 1, 2, 3].map((j) =>
+          decide(gwShort, decideBody(`${id}-${j}`, j % 2 ? 'echo' : undefined)).then((r) => ({ id: `${id}-${j}`, r })),
+        ),
+      );
       results.push(...batch);
     }
     console.log(`late replies: ${results.length} requests sent during the late-reply window, all checked`);
@@ -159,15 +167,23 @@ describe('decide over the persistent NATS connection', () => {
     const t0 = performance.now();
     // Replies come back 0–200 ms late in a scrambled order, so they overlap on the connection
     // and arrive out of order; half are echoed, so the Router's view is checked too.
-    const all = await Promise.all(Array.from({ length: n }, (_, i) => {
-      const id = `c500-${i}-${Math.random().toString(36).slice(2, 8)}`;
-      const mode = i % 2 ? 'echo' : `delay:${(i * 37) % 201}`;
-      return send(agent, gw.url, {
-        method: 'POST', path: DECIDE,
-        headers: { 'content-type': 'application/json', 'x-tenant-id': TENANT },
-        body: decideBody(id, mode),
-      }, 20000).then((r) => ({ id, mode, r }));
-    }));
+    const all = await Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        const id = `c500-${i}-${Math.random().toString(36).slice(2, 8)}`;
+        const mode = i % 2 ? 'echo' : `delay:${(i * 37) % 201}`;
+        return send(
+          agent,
+          gw.url,
+          {
+            method: 'POST',
+            path: DECIDE,
+            headers: { 'content-type': 'application/json', 'x-tenant-id': TENANT },
+            body: decideBody(id, mode),
+          },
+          20000,
+        ).then((r) => ({ id, mode, r }));
+      }),
+    );
     const ms = performance.now() - t0;
     agent.destroy();
     const statuses = {};
@@ -175,8 +191,13 @@ describe('decide over the persistent NATS connection', () => {
     for (const { id, mode, r } of all) {
       const s = r.error ? `error:${r.error.message}` : r.status;
       statuses[s] = (statuses[s] || 0) + 1;
-      if (r.status === 200 && r.json.context.request_id === id && r.headers['x-request-id'] === id &&
-        (mode !== 'echo' || r.json.decision.metadata.headers.request_id === id)) matched++;
+      if (
+        r.status === 200 &&
+        r.json.context.request_id === id &&
+        r.headers['x-request-id'] === id &&
+        (mode !== 'echo' || r.json.decision.metadata.headers.request_id === id)
+      )
+        matched++;
     }
     console.log(`500 concurrent: ${JSON.stringify(statuses)}, matched ${matched}/${n}, in ${ms.toFixed(0)} ms`);
     expect(statuses).toEqual({ 200: n });
@@ -189,13 +210,17 @@ describe('decide over the persistent NATS connection', () => {
   test('/health shows the connected server; /readyz is ready', async () => {
     const h = await request(gw.url, { path: '/health' });
     expect(h.status).toBe(200);
-    expect(h.json).toMatchObject({ status: 'healthy', service: 'beamline-gateway', nats: { connected: true, server: `127.0.0.1:${nats.port}` } });
+    expect(h.json).toMatchObject({
+      status: 'healthy',
+      service: 'beamline-gateway',
+      nats: { connected: true, server: `127.0.0.1:${nats.port}` },
+    });
     const r = await request(gw.url, { path: '/readyz' });
     expect(r.status).toBe(200);
     expect(r.json).toEqual({ status: 'ready' });
   });
 
-  test('requests that arrive before a new worker\'s first connect are held until it is up, not refused', async () => {
+  test("requests that arrive before a new worker's first connect are held until it is up, not refused", async () => {
     // nats-server frozen: the new worker's TCP connect succeeds but the handshake (INFO) waits
     const tFreeze = performance.now();
     expect(nats.kill('SIGSTOP')).toBe(true);
@@ -203,10 +228,25 @@ describe('decide over the persistent NATS connection', () => {
     let results;
     let tCont;
     try {
-      fresh = await startGateway({ natsUrl: nats.url, configure: configure((raw) => { raw.nats = { ...(raw.nats || {}), connect_timeout_ms: 8000 }; }) });
-      const pending = Array.from({ length: 10 }, (_, k) => send(false, fresh.url, {
-        method: 'POST', path: DECIDE, headers: { 'content-type': 'application/json', 'x-tenant-id': TENANT }, body: decideBody(`held-${k}`),
-      }, 10000));
+      fresh = await startGateway({
+        natsUrl: nats.url,
+        configure: configure((raw) => {
+          raw.nats = { ...(raw.nats || {}), connect_timeout_ms: 8000 };
+        }),
+      });
+      const pending = Array.from({ length: 10 }, (_, k) =>
+        send(
+          false,
+          fresh.url,
+          {
+            method: 'POST',
+            path: DECIDE,
+            headers: { 'content-type': 'application/json', 'x-tenant-id': TENANT },
+            body: decideBody(`held-${k}`),
+          },
+          10000,
+        ),
+      );
       await sleep(300);
       const ready = await request(fresh.url, { path: '/readyz' });
       expect(ready.json).toEqual({ status: 'unready', reason: 'nats_disconnected' });
@@ -217,8 +257,10 @@ describe('decide over the persistent NATS connection', () => {
       nats.kill('SIGCONT');
     }
     const after = results.map((r) => r.ms);
-    console.log(`held at start: ${results.filter((r) => r.status === 200).length}/10 answered 200 after ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} ms ` +
-      `(nats-server frozen ${(tCont - tFreeze).toFixed(0)} ms, from before nginx started)`);
+    console.log(
+      `held at start: ${results.filter((r) => r.status === 200).length}/10 answered 200 after ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} ms ` +
+        `(nats-server frozen ${(tCont - tFreeze).toFixed(0)} ms, from before nginx started)`,
+    );
     for (const [k, r] of results.entries()) {
       expect(r.status).toBe(200);
       expect(r.json.context.request_id).toBe(`held-${k}`);
@@ -235,7 +277,12 @@ describe('decide over the persistent NATS connection', () => {
       times.push(ms);
       expect(r.status).toBe(503);
       expect(r.headers['retry-after']).toBe('1');
-      expect(r.json.error).toEqual({ code: 'unavailable', message: expect.stringMatching(/no Router/), intake_error_code: null, details: {} });
+      expect(r.json.error).toEqual({
+        code: 'unavailable',
+        message: expect.stringMatching(/no Router/),
+        intake_error_code: null,
+        details: {},
+      });
       expect(r.json.context.request_id).toBe(`nr-${k}`);
     }
     console.log(`no responders: 503 in ${times.map((t) => t.toFixed(1)).join(', ')} ms (timeout 5000 ms)`);
@@ -245,7 +292,9 @@ describe('decide over the persistent NATS connection', () => {
     await router.restart();
     const deadline = Date.now() + 5000;
     let r;
-    do { r = await decide(gw, decideBody('nr-back')); } while (r.status !== 200 && Date.now() < deadline && await sleep(20) === undefined);
+    do {
+      r = await decide(gw, decideBody('nr-back'));
+    } while (r.status !== 200 && Date.now() < deadline && (await sleep(20)) === undefined);
     expect(r.status).toBe(200);
   });
 

@@ -20,9 +20,19 @@ jest.setTimeout(60000);
 
 const SUBJECT = 'beamline.router.v1.decide';
 const ROUTER_ERROR_CODES = [
-  'invalid_request', 'unsupported_protocol_version', 'unauthorized', 'validator_blocked',
-  'policy_not_found', 'extension_not_found', 'rate_limit_exceeded', 'extension_unavailable',
-  'extension_timeout', 'decision_failed', 'internal', 'post_processor_failed', 'extension_error',
+  'invalid_request',
+  'unsupported_protocol_version',
+  'unauthorized',
+  'validator_blocked',
+  'policy_not_found',
+  'extension_not_found',
+  'rate_limit_exceeded',
+  'extension_unavailable',
+  'extension_timeout',
+  'decision_failed',
+  'internal',
+  'post_processor_failed',
+  'extension_error',
   'some_code_the_gateway_does_not_know',
 ];
 
@@ -52,7 +62,11 @@ async function ask(payload, { timeout = 2000, headers, subject = SUBJECT, conn =
   const m = await conn.request(subject, data, { timeout, headers });
   const raw = Buffer.from(m.data).toString('utf8');
   let json;
-  try { json = JSON.parse(raw); } catch (e) { json = undefined; }
+  try {
+    json = JSON.parse(raw);
+  } catch (e) {
+    json = undefined;
+  }
   return { raw, json, msg: m };
 }
 
@@ -69,7 +83,9 @@ afterAll(async () => {
 
 describe('reference router: decisions', () => {
   test('logs its listening line', () => {
-    expect(router.tail()).toMatch(new RegExp(`reference router listening on ${SUBJECT.replace(/\./g, '\\.')} via 127\\.0\\.0\\.1:${nats.port}`));
+    expect(router.tail()).toMatch(
+      new RegExp(`reference router listening on ${SUBJECT.replace(/\./g, '\\.')} via 127\\.0\\.0\\.1:${nats.port}`),
+    );
   });
 
   test('success envelope shape', async () => {
@@ -341,23 +357,31 @@ describe('reference router: CLI flags and in-process use', () => {
     const fs = require('fs');
     const path = require('path');
     const file = path.join(procs.tmpRoot(), 'policies.json');
-    fs.writeFileSync(file, JSON.stringify({
-      default_policy: 'p1',
-      policies: { p1: { providers: [{ id: 'only-one', weight: 3, priority: 7, expected_latency_ms: 11, expected_cost: 0.5 }] } },
-    }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        default_policy: 'p1',
+        policies: { p1: { providers: [{ id: 'only-one', weight: 3, priority: 7, expected_latency_ms: 11, expected_cost: 0.5 }] } },
+      }),
+    );
     const subject = 'test.env.decide';
     await procs.startRouter({ natsUrl: nats.url, env: { ROUTER_DECIDE_SUBJECT: subject }, args: ['--policies', file] });
     const { json } = await ask(body(), { subject });
     expect(json.decision).toEqual({
-      provider_id: 'only-one', reason: 'weighted', priority: 7, expected_latency_ms: 11, expected_cost: 0.5,
+      provider_id: 'only-one',
+      reason: 'weighted',
+      priority: 7,
+      expected_latency_ms: 11,
+      expected_cost: 0.5,
       metadata: { policy_id: 'p1' },
     });
     expect((await ask(body({ policy_id: 'default' }), { subject })).json.error.code).toBe('policy_not_found');
   });
 
   test('bad arguments exit with code 2', async () => {
-    await expect(procs.startRouter({ natsUrl: nats.url, args: ['--no-such-flag'], readyTimeoutMs: 5000, quiet: true }))
-      .rejects.toThrow(/exited with code 2/);
+    await expect(procs.startRouter({ natsUrl: nats.url, args: ['--no-such-flag'], readyTimeoutMs: 5000, quiet: true })).rejects.toThrow(
+      /exited with code 2/,
+    );
   });
 
   test('startRouter() in-process; queue group delivers each request to one router', async () => {
@@ -368,7 +392,11 @@ describe('reference router: CLI flags and in-process use', () => {
       // count replies on a hand-made inbox: with the queue group each request gets exactly one
       const inbox = `_INBOX.test.${Date.now()}`;
       let replies = 0;
-      const sub = nc.subscribe(inbox, { callback: () => { replies += 1; } });
+      const sub = nc.subscribe(inbox, {
+        callback: () => {
+          replies += 1;
+        },
+      });
       for (let i = 0; i < 20; i++) nc.publish(subject, JSON.stringify(body()), { reply: inbox });
       await nc.flush();
       const deadline = Date.now() + 2000;

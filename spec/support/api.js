@@ -66,7 +66,9 @@ function value(s, name, labels = {}) {
  * labelled histogram series): {buckets: {le: n}, order: [le in exposition order], sum, count}.
  */
 function histogram(s, name, labels) {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',');
+  const want = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(',');
   const out = { buckets: {}, order: [], sum: 0, count: 0 };
   for (const line of s.text.split('\n')) {
     let m = line.match(new RegExp(`^${name}_bucket\\{${want},le="([^"]+)"\\} (\\S+)$`));

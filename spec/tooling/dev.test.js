@@ -36,10 +36,19 @@ test('an edit goes live, a broken edit keeps serving, and Lua errors map to Type
   delete env.NATS_URL;
   const child = spawn(process.execPath, [path.join(dir, 'scripts', 'dev.js')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
   let exitCode;
-  const exited = new Promise((r) => child.on('exit', (code) => { exitCode = code; r(code); }));
+  const exited = new Promise((r) =>
+    child.on('exit', (code) => {
+      exitCode = code;
+      r(code);
+    }),
+  );
   const waitFor = async (pattern, from, ms = 30000) => {
     const deadline = Date.now() + ms;
     for (;;) {

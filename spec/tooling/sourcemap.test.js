@@ -8,7 +8,11 @@ const { compileLua } = require('../../scripts/lib/build');
 const ROOT = path.resolve(__dirname, '..', '..');
 beforeAll(() => compileLua());
 
-const lineOf = (file, needle) => fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1;
+const lineOf = (file, needle) =>
+  fs
+    .readFileSync(path.join(ROOT, file), 'utf8')
+    .split('\n')
+    .findIndex((l) => l.includes(needle)) + 1;
 
 test('base64 VLQ segments decode', () => {
   expect(decodeSegment('AAAA')).toEqual([0, 0, 0, 0]);
@@ -21,15 +25,17 @@ test('a compiled line maps to the TypeScript line it came from', () => {
   const luaLine = lineOf('dist-lua/beamline/phases.lua', 'function ____exports.init_worker(');
   const tsLine = lineOf('src-ts/beamline/phases.ts', 'export function init_worker(');
   expect(luaLine).toBeGreaterThan(0);
-  expect(mapText(`error at ${ROOT}/dist-lua/beamline/phases.lua:${luaLine}: boom`, ROOT))
-    .toBe(`error at src-ts/beamline/phases.ts:${tsLine} (dist-lua/beamline/phases.lua:${luaLine}): boom`);
+  expect(mapText(`error at ${ROOT}/dist-lua/beamline/phases.lua:${luaLine}: boom`, ROOT)).toBe(
+    `error at src-ts/beamline/phases.ts:${tsLine} (dist-lua/beamline/phases.lua:${luaLine}): boom`,
+  );
 });
 
 test('chunk names Lua shortened from the front still map', () => {
   const luaLine = lineOf('dist-lua/beamline/phases.lua', 'function ____exports.init_worker(');
   const tsLine = lineOf('src-ts/beamline/phases.ts', 'export function init_worker(');
-  expect(mapText(`runtime error: ...k/copy/dist-lua/beamline/phases.lua:${luaLine}: x`, ROOT))
-    .toBe(`runtime error: src-ts/beamline/phases.ts:${tsLine} (dist-lua/beamline/phases.lua:${luaLine}): x`);
+  expect(mapText(`runtime error: ...k/copy/dist-lua/beamline/phases.lua:${luaLine}: x`, ROOT)).toBe(
+    `runtime error: src-ts/beamline/phases.ts:${tsLine} (dist-lua/beamline/phases.lua:${luaLine}): x`,
+  );
 });
 
 test('text without a known Lua file is left alone', () => {

@@ -14,7 +14,8 @@
 import * as json from "./json";
 
 // The same bytes as the reference Router's `fast` reply (docs/REFERENCE_ROUTER.md).
-const BARE_BODY = "{\"ok\":true,\"decision\":{\"provider_id\":\"openai\",\"reason\":\"fast\",\"priority\":50,\"expected_latency_ms\":850,\"expected_cost\":0.002,\"metadata\":{}},\"context\":{\"request_id\":\"fast\",\"trace_id\":\"fast\"}}";
+const BARE_BODY =
+    '{"ok":true,"decision":{"provider_id":"openai","reason":"fast","priority":50,"expected_latency_ms":850,"expected_cost":0.002,"metadata":{}},"context":{"request_id":"fast","trace_id":"fast"}}';
 
 const format = string.format;
 const concat = table.concat;
@@ -33,7 +34,7 @@ export function bare(): void {
 
 function json_string(s: unknown): string {
     const [text] = json.encode(tostring(s));
-    return text ?? "\"\"";
+    return text ?? '""';
 }
 
 function send(body: string): void {
@@ -52,14 +53,23 @@ export function info(): void {
     }
     const [ok, cjson] = pcall(lua_require, "cjson");
     const cjson_version = ok ? (cjson as { _VERSION?: string })._VERSION : undefined;
-    send("{\"pid\":" + ngx.worker.pid()
-        + ",\"lua_kb\":" + format("%.1f", collectgarbage("count"))
-        + ",\"nginx_version\":" + ngx.config.nginx_version
-        + ",\"ngx_lua_version\":" + ngx.config.ngx_lua_version
-        + ",\"jit_version\":" + json_string(jit.version)
-        + ",\"cjson_version\":" + json_string(cjson_version ?? "unknown")
-        + ",\"jit_status\":" + json_string(jit.status()[0] === true ? "on" : "off")
-        + "}");
+    send(
+        '{"pid":' +
+            ngx.worker.pid() +
+            ',"lua_kb":' +
+            format("%.1f", collectgarbage("count")) +
+            ',"nginx_version":' +
+            ngx.config.nginx_version +
+            ',"ngx_lua_version":' +
+            ngx.config.ngx_lua_version +
+            ',"jit_version":' +
+            json_string(jit.version) +
+            ',"cjson_version":' +
+            json_string(cjson_version ?? "unknown") +
+            ',"jit_status":' +
+            json_string(jit.status()[0] === true ? "on" : "off") +
+            "}",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,7 +130,9 @@ function ngx_costs(n: number): string {
     time("ngx.var.http_content_length", () => ngx.var["http_content_length"]);
     time("ngx.req.get_method()", () => ngx.req.get_method());
     time("ngx.ctx read", () => ngx.ctx["beamline_req_headers"]);
-    time("ngx.header[X-Trace-Id] = v", () => { ngx.header["X-Trace-Id"] = "4bf92f3577b34da6a3ce929d0e0e4736"; });
+    time("ngx.header[X-Trace-Id] = v", () => {
+        ngx.header["X-Trace-Id"] = "4bf92f3577b34da6a3ce929d0e0e4736";
+    });
     time("ngx.worker.pid()", () => ngx.worker.pid());
     if (dict !== undefined) {
         time("shdict:set(new key, 190 B, ttl)", (i) => dict.set("bench-costs|" + i, COST_VALUE, 300));
@@ -152,33 +164,34 @@ export function profile(): void {
         total = 0;
         profiling = true;
         prof.start("li1", on_sample);
-        return send("{\"profiling\":true}");
+        return send('{"profiling":true}');
     }
     if (action === "stop") {
         const prof = lua_require("jit.profile") as JitProfile;
         prof.stop();
         profiling = false;
-        return send("{\"samples\":" + total + ",\"vmstate\":" + top(vmstates, 10)
-            + ",\"leaf\":" + top(leaf, 40) + ",\"stacks\":" + top(stacks, 40) + "}");
+        return send(
+            '{"samples":' + total + ',"vmstate":' + top(vmstates, 10) + ',"leaf":' + top(leaf, 40) + ',"stacks":' + top(stacks, 40) + "}",
+        );
     }
     if (action === "gc_stop") {
         collectgarbage("collect");
         collectgarbage("stop");
         gc_base = collectgarbage("count");
-        return send("{\"lua_kb\":" + format("%.1f", gc_base) + "}");
+        return send('{"lua_kb":' + format("%.1f", gc_base) + "}");
     }
     if (action === "gc_count") {
-        return send("{\"allocated_kb\":" + format("%.1f", collectgarbage("count") - gc_base) + "}");
+        return send('{"allocated_kb":' + format("%.1f", collectgarbage("count") - gc_base) + "}");
     }
     if (action === "gc_restart") {
         collectgarbage("restart");
         collectgarbage("collect");
-        return send("{\"lua_kb\":" + format("%.1f", collectgarbage("count")) + "}");
+        return send('{"lua_kb":' + format("%.1f", collectgarbage("count")) + "}");
     }
     if (action === "ngx_costs") {
         return send(ngx_costs(tonumber(args["n"]) ?? 20000));
     }
     ngx.status = 400;
-    ngx.print("{\"error\":\"action must be start, stop, gc_stop, gc_count, gc_restart or ngx_costs\"}");
+    ngx.print('{"error":"action must be start, stop, gc_stop, gc_count, gc_restart or ngx_costs"}');
     return ngx.exit(400);
 }

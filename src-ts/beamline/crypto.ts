@@ -33,7 +33,11 @@ const failed: { [what: string]: string | undefined } = {};
  * caller needs resolve (it runs under pcall). Returns `lib, nil` or `nil, what` (the caller's
  * error text) when no candidate has them.
  */
-export function load_libcrypto<L>(cdefs: string[], probe: (this: void, lib: L) => boolean, what: string): LuaMultiReturn<[L, undefined] | [undefined, string]> {
+export function load_libcrypto<L>(
+    cdefs: string[],
+    probe: (this: void, lib: L) => boolean,
+    what: string,
+): LuaMultiReturn<[L, undefined] | [undefined, string]> {
     const hit = loaded[what];
     if (hit !== undefined) return $multi(hit as L, undefined);
     const err = failed[what];

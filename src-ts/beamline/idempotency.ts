@@ -76,7 +76,13 @@ export function is_enabled(): boolean {
  * "run" also covers "cannot store" (dict missing, no memory, no libcrypto): the request then runs
  * without idempotency, which is logged.
  */
-export function begin(tenant: string, route: string, key: string, raw: string, timeout_ms: number): LuaMultiReturn<[Begin, number, string, string, string]> {
+export function begin(
+    tenant: string,
+    route: string,
+    key: string,
+    raw: string,
+    timeout_ms: number,
+): LuaMultiReturn<[Begin, number, string, string, string]> {
     const d = get_dict();
     const [hash, herr] = crypto.sha256_hex(raw);
     if (d === undefined || hash === undefined) {

@@ -30,7 +30,7 @@ let warned = false;
 
 function get_pid(): number {
     // `ngx` is absent under plain LuaJIT; read it without touching an undeclared global.
-    const n = rawget(_G as any, "ngx") as NgxApi | undefined;
+    const n = rawget(_G as unknown as { ngx?: NgxApi }, "ngx");
     if (n !== undefined && n.worker !== undefined) {
         return n.worker.pid();
     }
@@ -38,7 +38,7 @@ function get_pid(): number {
 }
 
 function now(): number {
-    const n = rawget(_G as any, "ngx") as NgxApi | undefined;
+    const n = rawget(_G as unknown as { ngx?: NgxApi }, "ngx");
     if (n !== undefined && n.now !== undefined) {
         return n.now();
     }
@@ -65,7 +65,7 @@ function fallback_block(pid: number): string {
         fallback_seeded_pid = pid;
         if (!warned) {
             warned = true;
-            const n = rawget(_G as any, "ngx") as NgxApi | undefined;
+            const n = rawget(_G as unknown as { ngx?: NgxApi }, "ngx");
             if (n !== undefined && n.log !== undefined) {
                 n.log(n.WARN, "beamline.ids: /dev/urandom unavailable, using a non-cryptographic fallback");
             }
@@ -73,9 +73,18 @@ function fallback_block(pid: number): string {
     }
     const parts: string[] = [];
     for (let i = 0; i < BLOCK / 8; i++) {
-        parts.push(char(
-            math.random(0, 255), math.random(0, 255), math.random(0, 255), math.random(0, 255),
-            math.random(0, 255), math.random(0, 255), math.random(0, 255), math.random(0, 255)));
+        parts.push(
+            char(
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+                math.random(0, 255),
+            ),
+        );
     }
     return table.concat(parts);
 }
@@ -140,10 +149,25 @@ const UUID_FMT = "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%0
 function uuid4(): string {
     const p = take(16);
     const [b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16] = byte(buf, p, p + 15);
-    return format(UUID_FMT, b1, b2, b3, b4, b5, b6,
-        (b7 % 16) + 0x40, b8, // version 4
-        (b9 % 64) + 0x80, b10, // RFC 4122 variant
-        b11, b12, b13, b14, b15, b16);
+    return format(
+        UUID_FMT,
+        b1,
+        b2,
+        b3,
+        b4,
+        b5,
+        b6,
+        (b7 % 16) + 0x40,
+        b8, // version 4
+        (b9 % 64) + 0x80,
+        b10, // RFC 4122 variant
+        b11,
+        b12,
+        b13,
+        b14,
+        b15,
+        b16,
+    );
 }
 
 const HEX32_PATTERN = "^" + rep("%x", 32) + "$";

@@ -24,6 +24,9 @@ import cjsonSafe = require("cjson.safe");
 import ids = require("./ids");
 import tableClear = require("table.clear");
 
+/** A Lua table seen from TypeScript: any key, any value (`get(1)` is Lua's first array slot). */
+type AnyTable = LuaTable<AnyNotNil, unknown>;
+
 export type JsonDecodeError = "invalid JSON" | "too deeply nested";
 /** Opaque `[]` marker: cjson's `empty_array` userdata on OpenResty, a locked table on Debian. */
 export interface JsonEmptyArray {
@@ -53,9 +56,10 @@ const NATIVE_ARRAY_MT: object | undefined = codec.array_mt;
 /** True when cjson itself encodes marked tables as arrays (OpenResty flavour). */
 const NATIVE_EMPTY_ARRAY = NATIVE_ARRAY_MT !== undefined;
 /** True when cjson marks decoded arrays itself (OpenResty flavour). */
-const NATIVE_DECODE_ARRAY_MT = NATIVE_EMPTY_ARRAY && codec.decode_array_with_array_mt !== undefined;
-if (NATIVE_DECODE_ARRAY_MT) {
-    codec.decode_array_with_array_mt!(true);
+const decode_array_with_array_mt = codec.decode_array_with_array_mt;
+const NATIVE_DECODE_ARRAY_MT = NATIVE_EMPTY_ARRAY && decode_array_with_array_mt !== undefined;
+if (NATIVE_DECODE_ARRAY_MT && decode_array_with_array_mt !== undefined) {
+    decode_array_with_array_mt(true);
 }
 
 const ARRAY_MT: object = NATIVE_ARRAY_MT !== undefined ? NATIVE_ARRAY_MT : { __name: "beamline.json.array" };
@@ -80,7 +84,7 @@ const EMPTY_ARRAY: JsonEmptyArray = make_empty_array();
 // Placeholder for the Debian fallback: \1 keeps it out of ordinary text, 128 random bits out of
 // reach of clients. PLACEHOLDER_JSON is how it appears in JSON text (cjson writes \1 as \u0001).
 const PLACEHOLDER = "\u0001blEmptyArray" + ids.random_hex(16);
-const PLACEHOLDER_JSON = "\"\\u0001blEmptyArray" + sub(PLACEHOLDER, 14) + "\"";
+const PLACEHOLDER_JSON = '"\\u0001blEmptyArray' + sub(PLACEHOLDER, 14) + '"';
 const EMPTY_ARRAY_TEXT_PATTERN = "%[[ \t\n\r]*%]";
 const EMPTY_ARRAY_AT_PATTERN = "^[ \t\n\r]*%]";
 
@@ -109,7 +113,7 @@ function mark_empty_arrays_in_text(text: string): LuaMultiReturn<[string, number
     let pos = 1;
     let last = 1;
     while (true) {
-        const [i] = find(text, "[\"%[]", pos);
+        const [i] = find(text, '["%[]', pos);
         if (i === undefined) {
             break;
         }
@@ -117,7 +121,7 @@ function mark_empty_arrays_in_text(text: string): LuaMultiReturn<[string, number
             // Skip the string literal, honouring backslash escapes.
             let j = i + 1;
             while (true) {
-                const [k] = find(text, "[\"\\]", j);
+                const [k] = find(text, '["\\]', j);
                 if (k === undefined) {
                     // Unterminated string: leave the text alone, cjson reports it.
                     return $multi(text, 0);
@@ -149,20 +153,21 @@ function mark_empty_arrays_in_text(text: string): LuaMultiReturn<[string, number
     return $multi(concat(parts), count);
 }
 
-function is_placeholder_array(v: any): boolean {
-    return v[1] === PLACEHOLDER && v[2] === undefined;
+function is_placeholder_array(v: AnyTable): boolean {
+    return v.get(1) === PLACEHOLDER && v.get(2) === undefined;
 }
 
 // Debian decode, step 2: turn each decoded ["<placeholder>"] into an empty marked array.
 // Decoded data is a tree, so no visited set is needed.
-function unmark_decoded(t: any): void {
-    for (const [, v] of pairs(t as LuaTable<any, any>)) {
+function unmark_decoded(t: AnyTable): void {
+    for (const [, v] of pairs(t)) {
         if (type(v) === "table") {
-            if (is_placeholder_array(v)) {
-                v[1] = undefined;
-                setmetatable(v, ARRAY_MT as LuaMetatable<object>);
+            const child = v as AnyTable;
+            if (is_placeholder_array(child)) {
+                child.set(1, undefined);
+                setmetatable(child, ARRAY_MT as LuaMetatable<AnyTable>);
             } else {
-                unmark_decoded(v);
+                unmark_decoded(child);
             }
         }
     }
@@ -194,11 +199,12 @@ function decode(text: string, max_depth?: number): LuaMultiReturn<[unknown, unde
         return $multi(undefined, ERR_INVALID, err);
     }
     if (marked > 0 && type(value) === "table") {
-        if (is_placeholder_array(value)) {
-            (value as any)[1] = undefined;
-            setmetatable(value as object, ARRAY_MT as LuaMetatable<object>);
+        const top = value as AnyTable;
+        if (is_placeholder_array(top)) {
+            top.set(1, undefined);
+            setmetatable(top, ARRAY_MT as LuaMetatable<AnyTable>);
         } else {
-            unmark_decoded(value);
+            unmark_decoded(top);
         }
     }
     return $multi(value, undefined, find(text, "^[ \t\n\r]*{")[0] !== undefined);
@@ -206,9 +212,9 @@ function decode(text: string, max_depth?: number): LuaMultiReturn<[unknown, unde
 
 // Debian encode: slots (table, key, original value) swapped for the placeholder during one
 // encode call. Module-level scratch is safe: the walk and cjson never yield or re-enter.
-const slot_t: any[] = [];
-const slot_k: any[] = [];
-const slot_v: any[] = [];
+const slot_t: (AnyTable | undefined)[] = [];
+const slot_k: (AnyNotNil | undefined)[] = [];
+const slot_v: unknown[] = [];
 let slot_n = 0;
 const seen: LuaTable<object, boolean> = new LuaTable();
 
@@ -216,18 +222,18 @@ function is_marked_empty(v: unknown): boolean {
     return v === EMPTY_ARRAY || (getmetatable(v) === ARRAY_MT && next(v as object)[0] === undefined);
 }
 
-function swap_empty_arrays(t: any): void {
-    seen.set(t as object, true);
-    for (const [k, v] of pairs(t as LuaTable<any, any>)) {
+function swap_empty_arrays(t: AnyTable): void {
+    seen.set(t, true);
+    for (const [k, v] of pairs(t)) {
         if (type(v) === "table" && !seen.has(v as object)) {
             if (is_marked_empty(v)) {
                 slot_n += 1;
                 slot_t[slot_n - 1] = t;
                 slot_k[slot_n - 1] = k;
                 slot_v[slot_n - 1] = v;
-                t[k] = PLACEHOLDER;
+                t.set(k, PLACEHOLDER);
             } else {
-                swap_empty_arrays(v);
+                swap_empty_arrays(v as AnyTable);
             }
         }
     }
@@ -235,8 +241,8 @@ function swap_empty_arrays(t: any): void {
 
 function restore_slots(): void {
     for (let i = slot_n - 1; i >= 0; i--) {
-        const t = slot_t[i];
-        t[slot_k[i]] = slot_v[i];
+        const t = slot_t[i] as AnyTable;
+        t.set(slot_k[i] as AnyNotNil, slot_v[i]);
         slot_t[i] = undefined;
         slot_k[i] = undefined;
         slot_v[i] = undefined;
@@ -250,9 +256,10 @@ const PLACEHOLDER_JSON_PATTERN = PLACEHOLDER_JSON; // only `"`, `\`, letters and
 // cjson escapes "/" as "\/" (valid, but noisy in URLs and messages). OpenResty's fork can turn
 // that off; with Debian's, "\/" is rewritten: cjson escapes every "/", so each "\/" in its
 // output is exactly one escaped slash (a literal backslash is "\\", never followed by a bare "/").
-const SLASH_ESCAPED = codec.encode_escape_forward_slash === undefined;
-if (!SLASH_ESCAPED) {
-    codec.encode_escape_forward_slash!(false);
+const encode_escape_forward_slash = codec.encode_escape_forward_slash;
+const SLASH_ESCAPED = encode_escape_forward_slash === undefined;
+if (encode_escape_forward_slash !== undefined) {
+    encode_escape_forward_slash(false);
 }
 
 /** Encodes a Lua value as JSON without raising: `text, nil` or `nil, err`. */
@@ -272,7 +279,7 @@ function encode_raw(value: unknown): LuaMultiReturn<[string, undefined] | [undef
     if (is_marked_empty(value)) {
         return $multi("[]", undefined);
     }
-    swap_empty_arrays(value);
+    swap_empty_arrays(value as AnyTable);
     if (slot_n === 0) {
         tableClear(seen);
         return codec.encode(value);
@@ -306,12 +313,12 @@ function is_array(v: unknown): boolean {
     if (type(v) !== "table") {
         return false;
     }
-    return getmetatable(v) === ARRAY_MT || (v as any)[1] !== undefined;
+    return getmetatable(v) === ARRAY_MT || (v as AnyTable).get(1) !== undefined;
 }
 
 /** True for decoded JSON objects (a table that is not an array). */
 function is_object(v: unknown): boolean {
-    return type(v) === "table" && v !== EMPTY_ARRAY && getmetatable(v) !== ARRAY_MT && (v as any)[1] === undefined;
+    return type(v) === "table" && v !== EMPTY_ARRAY && getmetatable(v) !== ARRAY_MT && (v as AnyTable).get(1) === undefined;
 }
 
 export {

@@ -30,9 +30,7 @@ interface RedisModule {
 }
 
 /** INCR, and EXPIRE on the first hit of the window: atomic inside Redis. */
-export const SCRIPT = "local n = redis.call('INCR', KEYS[1]) "
-    + "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
-    + "return n";
+export const SCRIPT = "local n = redis.call('INCR', KEYS[1]) " + "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end " + "return n";
 
 const ltype = type;
 

@@ -89,8 +89,20 @@ export interface NormalizedDecide {
 const OPTIONAL_STRINGS = ["run_id", "flow_id", "step_id", "policy_id", "idempotency_key", "message_id", "message_type"];
 const OPTIONAL_OBJECTS = ["payload", "metadata", "context", "constraints"];
 const MIRRORED = ["message_id", "message_type", "payload", "metadata"];
-const FORWARDED = ["run_id", "flow_id", "step_id", "policy_id", "idempotency_key", "message_id", "message_type",
-    "payload", "metadata", "context", "constraints", "push_assignment"];
+const FORWARDED = [
+    "run_id",
+    "flow_id",
+    "step_id",
+    "policy_id",
+    "idempotency_key",
+    "message_id",
+    "message_type",
+    "payload",
+    "metadata",
+    "context",
+    "constraints",
+    "push_assignment",
+];
 const LEGACY_TYPES: { [t: string]: boolean } = { chat: true, completion: true, embedding: true };
 const TENANT_RULE = "1-128 characters of [A-Za-z0-9._:-]";
 const REQUEST_ID_RULE = "1-128 printable ASCII characters without spaces";
@@ -143,7 +155,13 @@ function error_context(body: unknown, hdr: DecideHeaders, fresh_trace: boolean):
     };
 }
 
-function field_error(body: unknown, hdr: DecideHeaders, field: string, message: string, trace_error?: boolean): LuaMultiReturn<[undefined, DecideError]> {
+function field_error(
+    body: unknown,
+    hdr: DecideHeaders,
+    field: string,
+    message: string,
+    trace_error?: boolean,
+): LuaMultiReturn<[undefined, DecideError]> {
     return $multi(undefined, {
         status: 400,
         code: "invalid_request",
@@ -153,7 +171,13 @@ function field_error(body: unknown, hdr: DecideHeaders, field: string, message: 
     });
 }
 
-function header_error(body: unknown, hdr: DecideHeaders, header: string, message: string, trace_error?: boolean): LuaMultiReturn<[undefined, DecideError]> {
+function header_error(
+    body: unknown,
+    hdr: DecideHeaders,
+    header: string,
+    message: string,
+    trace_error?: boolean,
+): LuaMultiReturn<[undefined, DecideError]> {
     return $multi(undefined, {
         status: 400,
         code: "invalid_request",
@@ -207,9 +231,13 @@ function check_headers(body: unknown, hdr: DecideHeaders): LuaMultiReturn<[undef
 }
 
 // Ids and trace context common to both shapes, once the body is valid.
-function finish(n: NormalizedDecide, hdr: DecideHeaders, body_request_id: string | undefined, body_trace_id: string | undefined): NormalizedDecide {
-    n.request_id = body_request_id !== undefined ? body_request_id
-        : hdr.request_id !== undefined ? hdr.request_id : uuid4();
+function finish(
+    n: NormalizedDecide,
+    hdr: DecideHeaders,
+    body_request_id: string | undefined,
+    body_trace_id: string | undefined,
+): NormalizedDecide {
+    n.request_id = body_request_id !== undefined ? body_request_id : hdr.request_id !== undefined ? hdr.request_id : uuid4();
     const tp_trace = parse_traceparent(hdr.traceparent);
     let trace = normalize_trace_id(hdr.trace_id);
     if (trace === undefined) {
@@ -228,13 +256,17 @@ function finish(n: NormalizedDecide, hdr: DecideHeaders, body_request_id: string
     return n;
 }
 
-function validate_canonical(body: JsonObject, hdr: DecideHeaders, tenant: string): LuaMultiReturn<[NormalizedDecide, undefined] | [undefined, DecideError]> {
+function validate_canonical(
+    body: JsonObject,
+    hdr: DecideHeaders,
+    tenant: string,
+): LuaMultiReturn<[NormalizedDecide, undefined] | [undefined, DecideError]> {
     const version = body["version"];
     if (version === undefined) {
         return field_error(body, hdr, "version", "missing required field version");
     }
     if (version !== "1") {
-        return field_error(body, hdr, "version", "version must be the string \"1\"");
+        return field_error(body, hdr, "version", 'version must be the string "1"');
     }
     const body_tenant = body["tenant_id"];
     if (body_tenant !== undefined) {
@@ -328,7 +360,11 @@ function validate_canonical(body: JsonObject, hdr: DecideHeaders, tenant: string
     return $multi(finish(n, hdr, request_id as string | undefined, body_trace), undefined);
 }
 
-function validate_legacy(body: JsonObject, hdr: DecideHeaders, tenant: string): LuaMultiReturn<[NormalizedDecide, undefined] | [undefined, DecideError]> {
+function validate_legacy(
+    body: JsonObject,
+    hdr: DecideHeaders,
+    tenant: string,
+): LuaMultiReturn<[NormalizedDecide, undefined] | [undefined, DecideError]> {
     const m = body["message"] as JsonObject;
     const mt = m["tenant_id"];
     if (mt !== undefined) {

@@ -13,27 +13,25 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 
 export type DecideFailure = "no_responders" | "timeout" | "not_connected" | "payload_too_large" | "invalid_request";
 
-export interface DecideOptions {
-    subject?: string;
-    timeout_ms?: number;
-}
-
 /**
- * Sends the Router request (JSON bytes plus a flat name/value list of NATS headers) and returns the
- * reply bytes unchanged, or (nil, failure). `invalid_request` means a header or the subject
- * could not be encoded (CR/LF in a value, whitespace in the subject): a gateway bug, not the
- * client's, as the handler validates every forwarded value first.
+ * Sends the Router request (JSON bytes plus a flat name/value list of NATS headers) on
+ * `subject` (default beamline.router.v1.decide) and returns the reply bytes unchanged, or
+ * (nil, failure). Plain arguments rather than an options table: this runs once per request.
+ * `invalid_request` means a header or the subject could not be encoded (CR/LF in a value,
+ * whitespace in the subject): a gateway bug, not the client's, as the handler validates every
+ * forwarded value first.
  */
-export function decide(payload: string, headers: HeaderList | undefined, opts?: DecideOptions): LuaMultiReturn<[string, undefined] | [undefined, DecideFailure]> {
-    let subject = DEFAULT_SUBJECT;
-    let timeout_ms = DEFAULT_TIMEOUT_MS;
-    if (opts !== undefined) {
-        if (opts.subject !== undefined && opts.subject !== "") subject = opts.subject;
-        if (opts.timeout_ms !== undefined && opts.timeout_ms > 0) timeout_ms = opts.timeout_ms;
-    }
+export function decide(
+    payload: string,
+    headers: HeaderList | undefined,
+    subject?: string,
+    timeout_ms?: number,
+): LuaMultiReturn<[string, undefined] | [undefined, DecideFailure]> {
+    const s = subject !== undefined && subject !== "" ? subject : DEFAULT_SUBJECT;
+    const t = timeout_ms !== undefined && timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
     // request() compares the whole frame (headers + payload) with the server's max_payload
     // before publishing: an oversize frame would make the server drop the connection.
-    const [reply, err_or_headers, status] = request(subject, headers, payload, timeout_ms);
+    const [reply, err_or_headers, status] = request(s, headers, payload, t);
     if (reply === undefined) return $multi(undefined, err_or_headers as DecideFailure);
     // 503 is mapped to no_responders by the connection; any other status-only reply (no body)
     // is not a Router answer either.

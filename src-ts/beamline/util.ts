@@ -71,7 +71,10 @@ function request_headers(): { [name: string]: NgxHeaderValue | undefined } {
  * Returns `value, nil` when sent once; `default, nil` when absent (an empty value is returned as
  * "", not as absent); `nil, "multiple", values` when sent more than once, even with equal values.
  */
-function get_header<D extends string | undefined = undefined>(name: string, default_?: D): LuaMultiReturn<[string | D, undefined, undefined] | [undefined, "multiple", string[]]> {
+function get_header<D extends string | undefined = undefined>(
+    name: string,
+    default_?: D,
+): LuaMultiReturn<[string | D, undefined, undefined] | [undefined, "multiple", string[]]> {
     const v = request_headers()[lower(name)];
     if (v === undefined) {
         return $multi(default_ as D, undefined, undefined);
@@ -137,7 +140,10 @@ function read_body(limit_bytes: number): LuaMultiReturn<[string, undefined, unde
  * Returns `object, nil` or `nil, code, message` with code `empty_body` (empty or whitespace),
  * `too_deep` (nesting beyond `max_depth`, default 64), `invalid_json`, `not_object`.
  */
-function decode_body_json(raw: string, max_depth?: number): LuaMultiReturn<[{ [key: string]: unknown }, undefined, undefined] | [undefined, BodyErrorCode, string]> {
+function decode_body_json(
+    raw: string,
+    max_depth?: number,
+): LuaMultiReturn<[{ [key: string]: unknown }, undefined, undefined] | [undefined, BodyErrorCode, string]> {
     if (find(raw, "^[ \t\n\r]*$")[0] !== undefined) {
         return $multi(undefined, "empty_body", "request body is empty");
     }
@@ -160,7 +166,10 @@ function decode_body_json(raw: string, max_depth?: number): LuaMultiReturn<[{ [k
  * `empty_body`, `invalid_json`, `not_object`, `too_deep` (→ 400 invalid_request, details {}),
  * `internal` (→ 500).
  */
-function read_body_json(limit_bytes: number, max_depth?: number): LuaMultiReturn<[{ [key: string]: unknown }, undefined, string] | [undefined, BodyErrorCode, string]> {
+function read_body_json(
+    limit_bytes: number,
+    max_depth?: number,
+): LuaMultiReturn<[{ [key: string]: unknown }, undefined, string] | [undefined, BodyErrorCode, string]> {
     const [raw, code, msg] = read_body(limit_bytes);
     if (raw === undefined) {
         return $multi(undefined, code as BodyErrorCode, msg as string);
@@ -172,7 +181,8 @@ function read_body_json(limit_bytes: number, max_depth?: number): LuaMultiReturn
     return $multi(obj, undefined, raw);
 }
 
-const INTERNAL_BODY = "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"internal error\",\"intake_error_code\":null,\"details\":{}},\"context\":{\"request_id\":\"\",\"trace_id\":\"\",\"tenant_id\":\"\"}}";
+const INTERNAL_BODY =
+    '{"ok":false,"error":{"code":"internal","message":"internal error","intake_error_code":null,"details":{}},"context":{"request_id":"","trace_id":"","tenant_id":""}}';
 
 /**
  * Sends a JSON response and ends the request with `ngx.exit(status)`.
@@ -209,10 +219,10 @@ function json_response(status: number, body: unknown, headers?: HeaderMap): neve
 
 function json_string(s: unknown): string {
     if (type_(s) !== "string") {
-        return "\"\"";
+        return '""';
     }
     const [text] = json_encode(s);
-    return text !== undefined ? text : "\"\"";
+    return text !== undefined ? text : '""';
 }
 
 function details_json(details: unknown): string {
@@ -235,19 +245,35 @@ function details_json(details: unknown): string {
  */
 function error_body(code: string, message: string, details?: object, context?: ErrorContext): string {
     const c = context !== undefined ? context : ({} as ErrorContext);
-    return "{\"ok\":false,\"error\":{\"code\":" + json_string(code)
-        + ",\"message\":" + json_string(message)
-        + ",\"intake_error_code\":null,\"details\":" + details_json(details)
-        + "},\"context\":{\"request_id\":" + json_string(c.request_id)
-        + ",\"trace_id\":" + json_string(c.trace_id)
-        + ",\"tenant_id\":" + json_string(c.tenant_id) + "}}";
+    return (
+        '{"ok":false,"error":{"code":' +
+        json_string(code) +
+        ',"message":' +
+        json_string(message) +
+        ',"intake_error_code":null,"details":' +
+        details_json(details) +
+        '},"context":{"request_id":' +
+        json_string(c.request_id) +
+        ',"trace_id":' +
+        json_string(c.trace_id) +
+        ',"tenant_id":' +
+        json_string(c.tenant_id) +
+        "}}"
+    );
 }
 
 /**
  * Sends a §5 gateway error and ends the request. `status` may be nil: then it comes from the
  * code (`error_status`).
  */
-function error_response(status: number | undefined, code: string, message: string, details?: object, context?: ErrorContext, headers?: HeaderMap): never {
+function error_response(
+    status: number | undefined,
+    code: string,
+    message: string,
+    details?: object,
+    context?: ErrorContext,
+    headers?: HeaderMap,
+): never {
     const s = typeof status === "number" ? status : error_status(code);
     return json_response(s, error_body(code, message, details, context), headers);
 }
