@@ -52,6 +52,7 @@ async function main() {
   const apply = (why) => {
     busy = busy.then(async () => {
       const t0 = changedAt || Date.now();
+      const tApply = Date.now();
       let config;
       try {
         ({ config } = loadConfig());
@@ -82,7 +83,7 @@ async function main() {
         }
         clearCache();
         changedAt = null;
-        say(`${why}: live in ${Date.now() - t0} ms`);
+        say(`${why}: live in ${Date.now() - t0} ms (${tApply - t0} ms to compile, ${Date.now() - tApply} ms to check and reload)`);
       } catch (err) {
         keep(`reload failed: ${err.message}`);
       }
