@@ -60,6 +60,16 @@ function unlimited(extra) {
   };
 }
 
+/** nats-server + reference Router + a gateway without rate limits (plus `extra`), ready to serve. */
+async function readyStack(extra) {
+  const nats = await startNats();
+  await startRouter({ natsUrl: nats.url });
+  const gw = await startGateway({ natsUrl: nats.url, configure: unlimited(extra) });
+  await waitReady(gw);
+  await waitDecideOk(gw);
+  return { nats, gw };
+}
+
 function pct(xs, p) {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -85,11 +95,7 @@ function sample(list, fmt, n = 5) {
 // ------------------------------------------------------------------------------------------
 async function natsKillRestart(p) {
   try {
-    const nats = await startNats();
-    await startRouter({ natsUrl: nats.url });
-    const gw = await startGateway({ natsUrl: nats.url, configure: unlimited() });
-    await waitReady(gw);
-    await waitDecideOk(gw);
+    const { nats, gw } = await readyStack();
     const load = startLoad({
       url: gw.url,
       concurrency: p.concurrency,
@@ -197,16 +203,9 @@ async function clusterNodeKill(p) {
 async function silenceShare(p) {
   const s = p.silence;
   try {
-    const nats = await startNats();
-    await startRouter({ natsUrl: nats.url });
-    const gw = await startGateway({
-      natsUrl: nats.url,
-      configure: unlimited((raw) => {
-        raw.routes.decide.timeout_ms = s.timeoutMs;
-      }),
+    const { gw } = await readyStack((raw) => {
+      raw.routes.decide.timeout_ms = s.timeoutMs;
     });
-    await waitReady(gw);
-    await waitDecideOk(gw);
     const silent = (i) => i % 10 < 3;
     const phase = async (share) => {
       const st = await startOpenLoad({
@@ -263,16 +262,9 @@ async function silenceShare(p) {
 // ------------------------------------------------------------------------------------------
 async function reloadsInARow(p) {
   try {
-    const nats = await startNats();
-    await startRouter({ natsUrl: nats.url });
-    const gw = await startGateway({
-      natsUrl: nats.url,
-      configure: unlimited((raw) => {
-        raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 30 };
-      }),
+    const { gw } = await readyStack((raw) => {
+      raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 30 };
     });
-    await waitReady(gw);
-    await waitDecideOk(gw);
     // the load runs until a second after the last reload
     const common = { url: gw.url, count: 1e9, durationMs: 600000, request: (i) => decideReq(`rl-${i}`) };
     const ka = startLoad({ ...common, concurrency: Math.max(4, p.concurrency - 4) });
@@ -341,16 +333,9 @@ async function reloadsInARow(p) {
 // ------------------------------------------------------------------------------------------
 async function gracefulQuit(p) {
   try {
-    const nats = await startNats();
-    await startRouter({ natsUrl: nats.url });
-    const gw = await startGateway({
-      natsUrl: nats.url,
-      configure: unlimited((raw) => {
-        raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 20 };
-      }),
+    const { gw } = await readyStack((raw) => {
+      raw.server = { ...raw.server, worker_shutdown_timeout_seconds: 20 };
     });
-    await waitReady(gw);
-    await waitDecideOk(gw);
     const load = startLoad({
       url: gw.url,
       concurrency: p.concurrency,
@@ -474,21 +459,14 @@ async function flood(port, head, n, waitMs) {
 async function slowClients(p) {
   const s = p.slow;
   try {
-    const nats = await startNats();
-    await startRouter({ natsUrl: nats.url });
-    const gw = await startGateway({
-      natsUrl: nats.url,
-      configure: unlimited((raw) => {
-        raw.server = {
-          ...raw.server,
-          client_header_timeout_seconds: s.timeoutS,
-          client_body_timeout_seconds: s.timeoutS,
-          max_connections_per_client: s.cap,
-        };
-      }),
+    const { gw } = await readyStack((raw) => {
+      raw.server = {
+        ...raw.server,
+        client_header_timeout_seconds: s.timeoutS,
+        client_body_timeout_seconds: s.timeoutS,
+        max_connections_per_client: s.cap,
+      };
     });
-    await waitReady(gw);
-    await waitDecideOk(gw);
     const phase = async (tag) => {
       const st = await startLoad({
         url: gw.url,
