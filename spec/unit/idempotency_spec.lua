@@ -56,7 +56,7 @@ describe("beamline.idempotency", function()
     assert.is_nil((dict:get("t1|decide|k")))
     ngx.ctx = {}
     assert.equal("run", (idem.begin("t1", "decide", "k", "body", 5000)))
-    idem.release_pending()
+    idem.release_unfinished()
     assert.is_nil((dict:get("t1|decide|k")))
     -- complete without a claim is a no-op
     ngx.ctx = {}

@@ -11,7 +11,7 @@
  * hash → 409 (`mismatch`), in flight → 409 (`in_flight`), done → replay the stored status and body
  * with the original X-Request-Id / X-Trace-Id. The owner `complete`s with its final status: < 500
  * stores the response, a 5xx deletes the entry so the client may retry. If the request dies
- * without completing, the log phase (`release_pending`) deletes its in-flight entry.
+ * without completing, the log phase (`release_unfinished`) deletes its in-flight entry.
  * The hash is part of each entry, so an entry evicted under memory pressure can only be missing,
  * never answer for another body.
  */
@@ -149,7 +149,7 @@ export function complete(status: number, body: string, request_id: string, trace
 }
 
 /** Log phase: a request that claimed a key but never completed (a Lua error) releases it. */
-export function release_pending(): void {
+export function release_unfinished(): void {
     const ctx = ngx.ctx;
     const k = ctx[CTX_KEY] as string | undefined;
     if (k === undefined) return;

@@ -103,7 +103,7 @@ export function content(route: string): void {
  */
 export function log(): void {
     if (ngx.var["beamline_idem_pending"] === "1") {
-        idempotency.release_pending();
+        idempotency.release_unfinished();
     }
     metrics.log_request();
     if (shadow_log) {
