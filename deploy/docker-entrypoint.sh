@@ -3,11 +3,9 @@
 #
 # 1. Validate the config (GATEWAY_CONFIG or $BEAMLINE_HOME/gateway.yaml, plus the environment
 #    overrides: NATS_URL, GATEWAY_PORT, …) and render it into the writable prefix.
-# 2. Check the result with `nginx -t`, with exactly the arguments nginx is started with.
-#    This is `render.js --check` done from the shell: render.js runs `nginx -t` with node's
-#    stdio pipes, which are sockets, and nginx cannot open /dev/stderr or /dev/stdout on a
-#    socket (ENXIO) — and the image logs to stderr/stdout. Here nginx -t inherits the
-#    container's own stdout/stderr, like the nginx that follows.
+# 2. Check the result with `nginx -t`, with exactly the arguments nginx is started with and
+#    the container's own stdout/stderr (the access log opens /dev/stdout), like the nginx that
+#    follows.
 #    Any failure in 1 or 2 exits non-zero (set -e) before nginx starts.
 # 3. exec nginx in the foreground (the config says `daemon off`), so nginx is PID 1 and gets
 #    the container's stop signal itself: STOPSIGNAL SIGQUIT = graceful quit (workers finish

@@ -20,8 +20,10 @@ function prefixArgs(prefix) {
 
 /** Runs `nginx -t` on the rendered prefix. @returns {{ok: boolean, output: string}} */
 function testConfig(prefix) {
-  const r = spawnSync(nginxBin(), ['-t', ...prefixArgs(prefix)], { encoding: 'utf8' });
-  const output = `${r.stdout || ''}${r.stderr || ''}`.trim();
+  // nginx -t reports on stderr. Its stdout is /dev/null, not a pipe: a config logging to
+  // /dev/stdout must open it, and a pipe from node is a socket, which fails with ENXIO.
+  const r = spawnSync(nginxBin(), ['-t', ...prefixArgs(prefix)], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+  const output = `${r.stderr || ''}`.trim();
   return { ok: r.status === 0, output: r.error ? r.error.message : output };
 }
 

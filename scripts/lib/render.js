@@ -174,7 +174,9 @@ function render(config, opts = {}) {
     prefix,
     pid: path.join(prefix, 'logs', 'nginx.pid'),
     temp: path.join(prefix, 'tmp'),
-    error_log: logPath(config.log.error_log),
+    // nginx's own `stderr` keyword writes to its inherited stderr, whatever that is (a socket
+    // too, where opening /dev/stderr fails with ENXIO).
+    error_log: config.log.error_log === 'stderr' ? 'stderr' : logPath(config.log.error_log),
     access_log: config.log.access_log === 'off' ? '' : logPath(config.log.access_log),
     config_json: path.join(prefix, 'gateway.json'),
   };

@@ -192,7 +192,7 @@ describe('Dockerfile', () => {
         .filter(Boolean)
         .map((m) => [m[1], m[2]]);
       expect(targets.map(([d]) => d)).toEqual(expect.arrayContaining(['pid', 'error_log', 'access_log', 'client_body_temp_path']));
-      const outside = targets.filter(([, p]) => p !== 'off' && !p.startsWith(`${tmp}/`) && !['/dev/stdout', '/dev/stderr'].includes(p));
+      const outside = targets.filter(([, p]) => p !== 'off' && !p.startsWith(`${tmp}/`) && !['/dev/stdout', 'stderr'].includes(p));
       expect(outside).toEqual([]);
       // the Lua is read from the image's dist-lua (and, on OpenResty, its built-in lualib)
       expect(texts.join('\n')).toContain(`${luaDir}/?.lua`);
