@@ -22,8 +22,12 @@ function portOpen(port, host = HOST) {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host });
     sock.once('connect', () => {
+      // Polling a free port of the ephemeral range can make the kernel pick that very port as
+      // the source: TCP "self-connect" succeeds with nobody listening, and the socket then
+      // holds the port the server was about to bind. Not open, then.
+      const self = sock.localPort === sock.remotePort && sock.localAddress === sock.remoteAddress;
       sock.destroy();
-      resolve(true);
+      resolve(!self);
     });
     sock.once('error', () => {
       sock.destroy();
