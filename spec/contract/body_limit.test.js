@@ -2,7 +2,7 @@
 // CONTRACT §5/§10 body size: the smaller of the configured limit (default 1 MiB) and the NATS
 // server's max_payload → 413 payload_too_large with details.limit_bytes, in the JSON shape even
 // when nginx answers; a Router request that would exceed max_payload → 413, nothing published.
-const http = require('http');
+const { request } = require('../support/gateway');
 const { connect } = require('nats');
 const {
   useGateway,
@@ -27,36 +27,12 @@ function bodyOfSize(n, extra = {}) {
 
 /** POST with Transfer-Encoding: chunked (no Content-Length). */
 function chunked(t, path, headers, chunks) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(path, t.url);
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'POST',
-        headers: { ...headers, 'Transfer-Encoding': 'chunked' },
-        agent: false,
-      },
-      (res) => {
-        const parts = [];
-        res.on('data', (c) => parts.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(parts).toString('utf8');
-          let json;
-          try {
-            json = JSON.parse(body);
-          } catch (e) {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode, headers: res.headers, body, json });
-          req.destroy();
-        });
-      },
-    );
-    req.on('error', (e) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? null : reject(e)));
-    for (const c of chunks) req.write(c);
-    req.end();
+  return request(t.url, {
+    method: 'POST',
+    path,
+    headers: { ...headers, 'Transfer-Encoding': 'chunked' },
+    body: chunks,
+    ignoreResetErrors: true,
   });
 }
 

@@ -85,8 +85,12 @@ async function startStack(opts = {}) {
 
 /**
  * One HTTP request over a fresh connection. Resolves with {status, headers, body, json}.
+ * A `body` array is written chunk by chunk (with no Content-Length header, Node sends it with
+ * Transfer-Encoding: chunked). With `ignoreResetErrors`, EPIPE/ECONNRESET while sending are
+ * ignored: a server that answers early (413) may close before the body is written.
  * @param {string} baseUrl
- * @param {{method?: string, path?: string, headers?: object, body?: string|Buffer}} req
+ * @param {{method?: string, path?: string, headers?: object, body?: string|Buffer|Array<string|Buffer>,
+ *   ignoreResetErrors?: boolean}} req
  */
 function request(baseUrl, req = {}) {
   const u = new URL(req.path || '/', baseUrl);
@@ -112,11 +116,12 @@ function request(baseUrl, req = {}) {
             json = undefined;
           }
           resolve({ status: res.statusCode, headers: res.headers, body, json });
+          r.destroy();
         });
       },
     );
-    r.on('error', reject);
-    if (req.body !== undefined) r.write(req.body);
+    r.on('error', (e) => (req.ignoreResetErrors && (e.code === 'EPIPE' || e.code === 'ECONNRESET') ? null : reject(e)));
+    for (const chunk of [].concat(req.body === undefined ? [] : req.body)) r.write(chunk);
     r.end();
   });
 }

@@ -256,6 +256,26 @@ function finish(
     return n;
 }
 
+/** A tenant id in the body (`path`): optional, but a string equal to the request's tenant. */
+function check_body_tenant(
+    body: unknown,
+    hdr: DecideHeaders,
+    path: string,
+    value: unknown,
+    tenant: string,
+): LuaMultiReturn<[undefined, DecideError] | [undefined, undefined]> {
+    if (value === undefined) {
+        return $multi(undefined, undefined);
+    }
+    if (type_(value) !== "string") {
+        return field_error(body, hdr, path, path + " must be a string");
+    }
+    if (value !== tenant) {
+        return field_error(body, hdr, path, path + " does not match the X-Tenant-ID header");
+    }
+    return $multi(undefined, undefined);
+}
+
 function validate_canonical(
     body: JsonObject,
     hdr: DecideHeaders,
@@ -268,14 +288,9 @@ function validate_canonical(
     if (version !== "1") {
         return field_error(body, hdr, "version", 'version must be the string "1"');
     }
-    const body_tenant = body["tenant_id"];
-    if (body_tenant !== undefined) {
-        if (type_(body_tenant) !== "string") {
-            return field_error(body, hdr, "tenant_id", "tenant_id must be a string");
-        }
-        if (body_tenant !== tenant) {
-            return field_error(body, hdr, "tenant_id", "tenant_id does not match the X-Tenant-ID header");
-        }
+    const [, terr] = check_body_tenant(body, hdr, "tenant_id", body["tenant_id"], tenant);
+    if (terr !== undefined) {
+        return $multi(undefined, terr);
     }
     const request_id = body["request_id"];
     if (request_id !== undefined && !valid_request_id(request_id)) {
@@ -366,14 +381,9 @@ function validate_legacy(
     tenant: string,
 ): LuaMultiReturn<[NormalizedDecide, undefined] | [undefined, DecideError]> {
     const m = body["message"] as JsonObject;
-    const mt = m["tenant_id"];
-    if (mt !== undefined) {
-        if (type_(mt) !== "string") {
-            return field_error(body, hdr, "message.tenant_id", "message.tenant_id must be a string");
-        }
-        if (mt !== tenant) {
-            return field_error(body, hdr, "message.tenant_id", "message.tenant_id does not match the X-Tenant-ID header");
-        }
+    const [, terr] = check_body_tenant(body, hdr, "message.tenant_id", m["tenant_id"], tenant);
+    if (terr !== undefined) {
+        return $multi(undefined, terr);
     }
     const mid = m["message_id"];
     if (mid !== undefined && !valid_request_id(mid)) {
