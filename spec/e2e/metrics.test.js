@@ -128,7 +128,12 @@ test('rate-limit hits and idempotency replays are counted', async () => {
 test('labels stay low-cardinality: route names, no raw paths, no tenants, unknown methods folded', async () => {
   await request(gw.url, { path: `${DECIDE}/some-unique-id-123`, headers: { 'x-tenant-id': 'tenant-secret-name' } });
   await request(gw.url, { method: 'PROPFIND', path: '/x' });
-  const s = await scrape(gw.url);
+  // The log phase runs after the answer is sent, maybe on the other worker: wait for both counts.
+  const s = await until(
+    (x) =>
+      value(x, 'gateway_http_requests_total', { route: 'decision_lookup', method: 'GET', status: '404' }) >= 1 &&
+      value(x, 'gateway_http_requests_total', { route: 'not_found', method: 'OTHER' }) >= 1,
+  );
   expect(s.text).not.toContain('some-unique-id-123');
   expect(s.text).not.toContain('tenant-secret-name');
   expect(s.text).not.toContain('tenant_id');
