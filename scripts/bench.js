@@ -21,6 +21,7 @@
 //   npm run bench -- --micro               pure-Lua micro-benchmarks of the decide steps (no nginx)
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
+//   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
 //   --config FILE, --out DIR, --max-load L (before starting: wait until the 1-minute load average
 //   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
 //   the cores busy; the load average is printed too but includes the benchmark's own load),
@@ -261,8 +262,15 @@ async function startBenchStack(opts) {
       raw.server = { ...(raw.server || {}), listen: '127.0.0.1', port };
       if (opts.workers) raw.server.workers = opts.workers;
       raw.nats = { ...(raw.nats || {}), servers: [nats.url] };
-      // No access log for the run (the config allows "off"); errors still go to the prefix.
-      raw.log = { ...(raw.log || {}), access_log: 'off', level: 'warn' };
+      // No access log for the run unless asked for (the cost of one is measured with
+      // --access-log on|buffered); errors still go to the prefix.
+      raw.log = { ...(raw.log || {}), level: 'warn' };
+      if (opts.accessLog === 'off') raw.log.access_log = 'off';
+      else {
+        raw.log.access_log = 'logs/access.log';
+        raw.log.access_log_buffer_kb = opts.accessLog === 'buffered' ? 64 : 0;
+        raw.log.access_log_flush_ms = 1000;
+      }
       // Rate limits must not answer 429 to the benchmark's single tenant.
       raw.routes = raw.routes || {};
       for (const r of ['decide', 'messages']) {
@@ -772,6 +780,7 @@ async function main() {
         'max-busy',
         'wait-load',
         'out',
+        'access-log',
       ],
     });
   } catch (e) {
@@ -800,7 +809,9 @@ async function main() {
     maxBusy: a['max-busy'] ? Number(a['max-busy']) : 0,
     waitLoad: Number(a['wait-load'] || 300),
     outDir: path.resolve(a.out || path.join(ROOT, 'bench', 'results')),
+    accessLog: a['access-log'] || 'off',
   };
+  if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
   if (o.levels.some((c) => !(c >= 1))) throw new Error('--concurrency: positive integers, comma-separated');
 
@@ -815,7 +826,7 @@ async function main() {
   const stack = await startBenchStack(o);
   say(
     `stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), ` +
-      `reference Router --fast (pid ${stack.router.pid}); access log off`,
+      `reference Router --fast (pid ${stack.router.pid}); access log ${o.accessLog}`,
   );
   const machine = await describeMachine(stack);
   say(`machine: ${machineText(machine)}`);
@@ -865,6 +876,7 @@ async function main() {
       levels: o.levels,
       targets: o.targets,
       threads: o.threads || 'c=1: 1, else 2',
+      access_log: o.accessLog,
       decide_body: DECIDE_BODY,
     },
     void: voided.length > 0,

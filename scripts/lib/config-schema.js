@@ -77,6 +77,10 @@ const schema = {
         level: { enum: ['debug', 'info', 'notice', 'warn', 'error', 'crit'], default: 'info' },
         // Access log destination: a path (relative to the runtime prefix), "stdout", or "off".
         access_log: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: 'logs/access.log' },
+        // 0: one write(2) per request. N > 0: nginx buffers N KiB of lines per worker and writes
+        // them when full, after access_log_flush_ms, on reopen (USR1) and on exit.
+        access_log_buffer_kb: { type: 'integer', minimum: 0, maximum: 1024, default: 0 },
+        access_log_flush_ms: { type: 'integer', minimum: 10, maximum: 60000, default: 1000 },
         error_log: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: 'logs/error.log' },
       },
     },

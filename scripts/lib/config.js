@@ -51,6 +51,7 @@ const ENV_OVERRIDES = [
   { env: 'LOG_LEVEL', path: ['log', 'level'], parse: (s) => s.trim().toLowerCase() },
   // Containers log to stdout/stderr instead of files.
   { env: 'GATEWAY_ACCESS_LOG', path: ['log', 'access_log'], parse: (s) => s.trim() },
+  { env: 'GATEWAY_ACCESS_LOG_BUFFER_KB', path: ['log', 'access_log_buffer_kb'], parse: int },
   { env: 'GATEWAY_ERROR_LOG', path: ['log', 'error_log'], parse: (s) => s.trim() },
 ];
 const ROUTE_NAMES = Object.keys(schema.properties.routes.properties);

@@ -110,6 +110,7 @@ describe('environment overrides', () => {
         GATEWAY_RATE_LIMIT_MESSAGES: '9',
         GATEWAY_RATE_LIMIT_TTL_SECONDS: '30',
         LOG_LEVEL: 'WARN',
+        GATEWAY_ACCESS_LOG_BUFFER_KB: '32',
       },
     });
     expect(config.server.port).toBe(9090);
@@ -120,6 +121,15 @@ describe('environment overrides', () => {
     expect(config.routes.decide.rate_limit).toEqual({ limit: 7, window_seconds: 30 });
     expect(config.routes.messages.rate_limit).toEqual({ limit: 9, window_seconds: 30 });
     expect(config.log.level).toBe('warn');
+    expect(config.log.access_log_buffer_kb).toBe(32);
+    expect(config.log.access_log_flush_ms).toBe(1000);
+  });
+
+  test('the access log buffer has bounds', () => {
+    expect(() => loadConfig({ file: file(base), env: { GATEWAY_ACCESS_LOG_BUFFER_KB: '4096' } })).toThrow(
+      /log\.access_log_buffer_kb.*GATEWAY_ACCESS_LOG_BUFFER_KB/s,
+    );
+    expect(() => loadConfig({ file: file(base), env: { GATEWAY_ACCESS_LOG_BUFFER_KB: 'lots' } })).toThrow(/GATEWAY_ACCESS_LOG_BUFFER_KB/);
   });
 
   test('unset and empty variables leave the file alone', () => {

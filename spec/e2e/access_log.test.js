@@ -4,15 +4,16 @@
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
-const { startStack } = require('../support/gateway');
+const { startStack, startGateway } = require('../support/gateway');
 const { stopAll } = require('../support/processes');
 const { DECIDE, decideBody, post, sha256, sleep } = require('../support/api');
 
 const KEY = 'secret-key-4b1d9e7c2a';
 let gw;
+let nats;
 let logFile;
 beforeAll(async () => {
-  ({ gateway: gw } = await startStack({
+  ({ gateway: gw, nats } = await startStack({
     workers: 2,
     configure: (raw) => {
       raw.auth = { enabled: true, api_keys: [{ tenant_id: 'log-t', key_sha256: sha256(KEY) }] };
@@ -111,3 +112,37 @@ async function fetchHealthz() {
   const { request } = require('../support/gateway');
   return request(gw.url, { path: '/healthz' });
 }
+
+describe('log.access_log_buffer_kb: buffered lines', () => {
+  const buffered = (flushMs) => (raw) => {
+    raw.log = { access_log_buffer_kb: 64, access_log_flush_ms: flushMs };
+  };
+  const fileOf = (g) => path.join(g.prefix, 'logs', 'access.log');
+  const lineCount = (g) => (fs.existsSync(fileOf(g)) ? fs.readFileSync(fileOf(g), 'utf8').split('\n').filter(Boolean).length : 0);
+
+  test('stay in the worker until the buffer is flushed, and are written on a graceful stop', async () => {
+    const g = await startGateway({ natsUrl: nats.url, configure: buffered(60000) });
+    expect(fs.readFileSync(path.join(g.prefix, 'conf.d', '00-http.conf'), 'utf8')).toContain('beamline_json buffer=64k flush=60000ms;');
+    for (let i = 0; i < 3; i++) expect((await post(g.url, { body: decideBody({ request_id: `buf-${i}` }) })).status).toBe(200);
+    await sleep(300);
+    expect(lineCount(g)).toBe(0); // 60 s flush, buffer far from full: nothing written yet
+    await g.quit();
+    await g.waitExit(10000);
+    const lines = fs
+      .readFileSync(fileOf(g), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.request_id).sort()).toEqual(['buf-0', 'buf-1', 'buf-2']);
+    await g.stop();
+  });
+
+  test('are written after access_log_flush_ms', async () => {
+    const g = await startGateway({ natsUrl: nats.url, configure: buffered(200) });
+    expect((await post(g.url, { body: decideBody({ request_id: 'buf-flush' }) })).status).toBe(200);
+    const deadline = Date.now() + 5000;
+    while (lineCount(g) < 1 && Date.now() < deadline) await sleep(50);
+    expect(JSON.parse(fs.readFileSync(fileOf(g), 'utf8').trim()).request_id).toBe('buf-flush');
+    await g.stop();
+  });
+});
