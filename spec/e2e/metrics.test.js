@@ -75,7 +75,11 @@ test('request counts, durations and Router metrics follow the requests, summed o
   expect((await request(gw.url, { path: '/no/such/thing' })).status).toBe(404);
   await settle();
   const after = await until(
-    (x) => value(x, 'gateway_nats_messages_received_total') - value(before, 'gateway_nats_messages_received_total') >= N + 1,
+    (x) =>
+      value(x, 'gateway_nats_messages_received_total') - value(before, 'gateway_nats_messages_received_total') >= N + 1 &&
+      value(x, 'gateway_http_requests_total', { route: 'not_found' }) -
+        (value(before, 'gateway_http_requests_total', { route: 'not_found' }) || 0) >=
+        1,
   );
 
   const d = (name, labels) => value(after, name, labels) - (value(before, name, labels) || 0);
