@@ -65,15 +65,27 @@ bench("  cjson.encode(router request) [raw]", function() return cjson.encode({ v
 bench("  inbox .. tostring(seq) (the per-request reply subject)", function(i) return INBOX .. tostring(i) end)
 bench("protocol.hpub (validates + builds the frame)", function(i) return protocol.hpub(SUBJECT, INBOX .. tostring(i), headers, payload) end)
 bench("  protocol.header_block", function() return protocol.header_block(headers) end)
+-- The request path (connection.request): the frame's parts appended to the writer's queue,
+-- which the writer sends and clears every batch (64 frames here).
+local queue, qn = {}, 0
+local function queue_hpub(i, h, p)
+  if qn > 64 * 30 then
+    for k = 1, qn do queue[k] = nil end
+    qn = 0
+  end
+  local hlen = protocol.header_block_len(h)
+  qn = protocol.append_hpub(queue, qn, SUBJECT, INBOX, tostring(i), h, hlen, p)
+end
+bench("protocol.append_hpub into the writer queue (the request path)", function(i) return queue_hpub(i, headers, payload) end)
 bench("router_reply.map_reply (decodes the reply)", function() return router_reply.map_reply(REPLY) end)
 bench("  json.decode(reply) [beamline.json]", function() return json.decode(REPLY) end)
 bench("  cjson.decode(reply) [raw]", function() return cjson.decode(REPLY) end)
 
-bench("ALL pure steps: decode+validate+build+hpub+map_reply", function(i)
+bench("ALL pure steps: decode+validate+build+append_hpub+map_reply", function(i)
   local b = json.decode(BODY)
   local nn = model.validate_decide(b, HDR)
   local p, h = model.build_router_request(nn)
-  protocol.hpub(SUBJECT, INBOX .. tostring(i), h, p)
+  queue_hpub(i, h, p)
   return router_reply.map_reply(REPLY)
 end, 100000)
 

@@ -157,6 +157,29 @@ describe("encoders", function()
     assert.equal("x y", frames[1].headers.B)
   end)
 
+  it("append_hpub writes the same bytes as hpub, as parts after what the queue holds", function()
+    local cases = {
+      { "beamline.router.v1.decide", { "trace_id", "t-1", "tenant_id", "acme", "X-Multi", "1", "X-Multi", "2" }, '{"a":1}' },
+      { "s", {}, "" },
+      { "s", nil, "pay\r\nload" },
+      { "s.x", { "k", "ünï" }, "ünïcödé" },
+    }
+    for _, c in ipairs(cases) do
+      local subject, headers, payload = c[1], c[2], c[3]
+      local hlen = protocol.header_block_len(headers)
+      assert.equal(#(assert(protocol.header_block(headers))), hlen)
+      local out = { "PING\r\n" } -- a frame already queued stays first
+      local n = protocol.append_hpub(out, 1, subject, "_INBOX.w.", "42", headers, hlen, payload)
+      assert.equal(#out, n)
+      for i = 1, n do assert.is_true(type(out[i]) == "string" or type(out[i]) == "number") end
+      -- what cosocket send() writes: every fragment as tostring would
+      local parts = {}
+      for i = 1, n do parts[i] = tostring(out[i]) end
+      local want = assert(protocol.hpub(subject, "_INBOX.w.42", headers, payload))
+      assert.equal("PING\r\n" .. want, table.concat(parts))
+    end
+  end)
+
   it("HPUB rejects CR/LF in values and CR/LF/colon/space in names", function()
     local bad = {
       { "a:b", "v" }, { "a\r", "v" }, { "a\nb", "v" }, { "", "v" }, { "a b", "v" },

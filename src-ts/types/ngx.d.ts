@@ -25,6 +25,8 @@ declare interface NgxThread {
 
 /** Multi-value headers come back as arrays of strings. */
 declare type NgxHeaderValue = string | string[];
+/** What a cosocket `send()` takes inside a table: strings, numbers and nested tables of them. */
+declare type NgxSendFragment = string | number | NgxSendFragment[];
 
 /** A non-blocking TCP cosocket (`ngx.socket.tcp()`). Owned by the request or timer that made it. */
 declare interface NgxTcpSocket {
@@ -48,8 +50,11 @@ declare interface NgxTcpSocket {
      * ≥ 0.10.23): `cert` from `ngx.ssl.parse_pem_cert`, `pkey` from `ngx.ssl.parse_pem_priv_key`.
      */
     setclientcert(this: NgxTcpSocket, cert: unknown, pkey: unknown): LuaMultiReturn<[true, undefined] | [undefined, string]>;
-    /** Sends a string or a (1-based) array of strings in one write; returns bytes sent or nil, err. */
-    send(this: NgxTcpSocket, data: string | string[]): LuaMultiReturn<[number, undefined] | [undefined, string]>;
+    /**
+     * Sends a string, or a (1-based, hole-free) array of fragments in one write: strings, numbers
+     * (written as `tostring` would) and nested arrays. Returns bytes sent or nil, err.
+     */
+    send(this: NgxTcpSocket, data: string | NgxSendFragment[]): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     /**
      * Reads by pattern: `"*l"` a line, `"*a"` all, or a byte count. On error returns nil, err and
      * the partial data (which is then lost to later reads).

@@ -34,7 +34,8 @@ const bor = bitop.bor;
 const bxor = bitop.bxor;
 const lshift = bitop.lshift;
 const rshift = bitop.rshift;
-const hpub_checked = protocol.hpub_checked;
+const append_hpub = protocol.append_hpub;
+const header_block_len = protocol.header_block_len;
 const check_headers = protocol.check_headers;
 const bad_token = protocol.bad_token;
 /** The last subject that passed bad_token (requests almost always use one). */
@@ -183,8 +184,9 @@ let csema: NgxSemaphore | undefined;
 
 // The writer's queue is double-buffered: requests append to `queue` while the writer sends the
 // other table, so a send that yields never sees the array change under it.
-let queue: string[] = [];
-let spare: string[] = [];
+// Entries are frame parts (strings and numbers), not whole frames: see protocol.append_hpub.
+let queue: (string | number)[] = [];
+let spare: (string | number)[] = [];
 let qn = 0;
 /** request (HPUB) frames in `queue`, for the counters */
 let qpubs = 0;
@@ -393,12 +395,16 @@ function wait_for_connection(max_s: number): number {
     return ngx.now() - t0;
 }
 
-function enqueue(frame: string): void {
-    queue[qn] = frame;
-    qn++;
+function wake_writer(): void {
     const ws = wsema as NgxSemaphore;
     // count() < 0: the writer is parked on the semaphore; one post is enough to wake it
     if (ws.count() < 0) ws.post(1);
+}
+
+function enqueue(frame: string): void {
+    queue[qn] = frame;
+    qn++;
+    wake_writer();
 }
 
 function deliver(frame: Frame): void {
@@ -451,17 +457,20 @@ export function request(
         log(ngx.WARN, "rejected request frame: ", herr);
         return $multi(undefined, "invalid_request");
     }
-    seq++;
-    const token = tostr(seq);
-    const [frame, size] = hpub_checked(subject, inbox_prefix + token, headers, payload);
+    const hlen = header_block_len(headers);
     // The server drops the whole connection on an oversize frame: refuse before publishing.
-    if (size > max_payload) return $multi(undefined, "payload_too_large");
+    if (hlen + payload.length > max_payload) return $multi(undefined, "payload_too_large");
     const w = acquire_waiter();
     if (w === undefined) return $multi(undefined, "not_connected");
+    seq++;
+    const token = tostr(seq);
     waiters[token] = w;
     in_flight++;
-    enqueue(frame);
+    // The frame's parts go straight into the writer's queue (nothing here yields, so frames
+    // never interleave).
+    qn = append_hpub(queue, qn, subject, inbox_prefix, token, headers, hlen, payload);
     qpubs++;
+    wake_writer();
     const [ok] = w.sema.wait(t);
     if (!ok && !w.done) {
         if (waiters[token] === w) {
@@ -827,7 +836,7 @@ function writer(sess: Session): string {
         qpubs = 0;
         const [sent, err] = sock.send(batch);
         // clear only the slots we used: the table keeps its allocated size
-        for (let i = 0; i < n; i++) batch[i] = undefined as unknown as string;
+        for (let i = 0; i < n; i++) batch[i] = undefined as unknown as string | number;
         spare = batch;
         if (sent === undefined) {
             counters.publish_failures += pubs;
