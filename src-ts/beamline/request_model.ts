@@ -276,6 +276,26 @@ function check_body_tenant(
     return $multi(undefined, undefined);
 }
 
+/**
+ * A trace id given in the body (at `path`): normalised, or the 400 naming the field. Returns
+ * (trace or nil, nil) or (nil, err).
+ */
+function check_body_trace(
+    body: unknown,
+    hdr: DecideHeaders,
+    path: string,
+    value: unknown,
+): LuaMultiReturn<[string | undefined, undefined] | [undefined, DecideError]> {
+    if (value === undefined) {
+        return $multi(undefined, undefined);
+    }
+    const trace = normalize_trace_id(value);
+    if (trace === undefined) {
+        return field_error(body, hdr, path, path + " must be " + TRACE_RULE, true);
+    }
+    return $multi(trace, undefined);
+}
+
 function validate_canonical(
     body: JsonObject,
     hdr: DecideHeaders,
@@ -322,13 +342,9 @@ function validate_canonical(
     if (payload === undefined && payload_ref === undefined) {
         return field_error(body, hdr, "task.payload", "missing required field task.payload (or task.payload_ref)");
     }
-    const trace_raw = body["trace_id"];
-    let body_trace: string | undefined;
-    if (trace_raw !== undefined) {
-        body_trace = normalize_trace_id(trace_raw);
-        if (body_trace === undefined) {
-            return field_error(body, hdr, "trace_id", "trace_id must be " + TRACE_RULE, true);
-        }
+    const [body_trace, trerr] = check_body_trace(body, hdr, "trace_id", body["trace_id"]);
+    if (trerr !== undefined) {
+        return $multi(undefined, trerr);
     }
     const n: NormalizedDecide = {
         legacy: false,
@@ -411,13 +427,9 @@ function validate_legacy(
     } else {
         return field_error(body, hdr, "message.payload", "message.payload must be a string or an object");
     }
-    const trace_raw = m["trace_id"];
-    let body_trace: string | undefined;
-    if (trace_raw !== undefined) {
-        body_trace = normalize_trace_id(trace_raw);
-        if (body_trace === undefined) {
-            return field_error(body, hdr, "message.trace_id", "message.trace_id must be " + TRACE_RULE, true);
-        }
+    const [body_trace, trerr] = check_body_trace(body, hdr, "message.trace_id", m["trace_id"]);
+    if (trerr !== undefined) {
+        return $multi(undefined, trerr);
     }
     const n: NormalizedDecide = {
         legacy: true,
