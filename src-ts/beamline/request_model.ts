@@ -155,6 +155,23 @@ function error_context(body: unknown, hdr: DecideHeaders, fresh_trace: boolean):
     };
 }
 
+/** The 400 `invalid_request` of CONTRACT §5 with `details` (the field or header at fault). */
+function invalid_request(
+    body: unknown,
+    hdr: DecideHeaders,
+    details: { [key: string]: string },
+    message: string,
+    trace_error: boolean | undefined,
+): LuaMultiReturn<[undefined, DecideError]> {
+    return $multi(undefined, {
+        status: 400,
+        code: "invalid_request",
+        message,
+        details,
+        context: error_context(body, hdr, trace_error === true),
+    });
+}
+
 function field_error(
     body: unknown,
     hdr: DecideHeaders,
@@ -162,13 +179,7 @@ function field_error(
     message: string,
     trace_error?: boolean,
 ): LuaMultiReturn<[undefined, DecideError]> {
-    return $multi(undefined, {
-        status: 400,
-        code: "invalid_request",
-        message,
-        details: { field },
-        context: error_context(body, hdr, trace_error === true),
-    });
+    return invalid_request(body, hdr, { field }, message, trace_error);
 }
 
 function header_error(
@@ -178,13 +189,7 @@ function header_error(
     message: string,
     trace_error?: boolean,
 ): LuaMultiReturn<[undefined, DecideError]> {
-    return $multi(undefined, {
-        status: 400,
-        code: "invalid_request",
-        message,
-        details: { header },
-        context: error_context(body, hdr, trace_error === true),
-    });
+    return invalid_request(body, hdr, { header }, message, trace_error);
 }
 
 /**
