@@ -31,7 +31,7 @@ const os = require('os');
 const path = require('path');
 const http = require('http');
 const { spawn, spawnSync } = require('child_process');
-const { parseArgs } = require('./lib/args');
+const { parseArgs, usageOf } = require('./lib/args');
 const { compileLua } = require('./lib/build');
 const { loadConfig, ROOT } = require('./lib/config');
 const { render } = require('./lib/render');
@@ -788,13 +788,7 @@ async function main() {
     return 2;
   }
   if (a.help) {
-    // The header comment of this file (the lines after the shebang and 'use strict').
-    const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
-    const head = lines.slice(
-      0,
-      lines.findIndex((l) => !l.startsWith('//')),
-    );
-    process.stdout.write(head.map((l) => l.slice(3)).join('\n') + '\n');
+    process.stdout.write(usageOf(__filename));
     return 0;
   }
   const o = {

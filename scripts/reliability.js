@@ -176,7 +176,10 @@ async function main() {
 }
 
 main().catch(async (err) => {
-  console.error(err.stack || err.message);
+  // A usage mistake is one line; anything else keeps its stack for the report.
+  console.error(
+    /^(unknown option|--\S+ needs a value|unknown profile)/.test(err.message) ? `reliability: ${err.message}` : err.stack || err.message,
+  );
   await stopAll().catch(() => {});
   process.exit(1);
 });

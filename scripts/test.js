@@ -13,6 +13,7 @@ const path = require('path');
 const { spawn } = require('child_process');
 const { compileLua } = require('./lib/build');
 const { ROOT } = require('./lib/config');
+const { exitWithUsageIfAsked } = require('./lib/args');
 const { mapText } = require('./lib/sourcemap');
 
 // Runs a test runner, streaming its output. With `onLine`, stdout is handled line by line and
@@ -109,6 +110,7 @@ async function jest(extra) {
 
 async function main() {
   const argv = process.argv.slice(2);
+  exitWithUsageIfAsked(argv, __filename);
   let only = null;
   const i = argv.indexOf('--only');
   if (i >= 0) {
