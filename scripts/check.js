@@ -2,9 +2,12 @@
 'use strict';
 // `make check`: validate the config, render it, and run `nginx -t` on the result.
 //   node scripts/check.js [--config FILE] [--prefix DIR]
+// Renders into a temporary prefix (removed after a pass, kept and named after a failure) unless
+// --prefix is given: a check must not rewrite the config of a gateway running from nginx/.
 const { loadConfig, ConfigError } = require('./lib/config');
 const { render } = require('./lib/render');
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { compileLua, OUT } = require('./lib/build');
@@ -34,14 +37,16 @@ try {
   compileLua();
   checkLuaSyntax();
   const { config, file } = loadConfig({ file: args.config });
-  const out = render(config, { prefix: args.prefix });
+  const prefix = args.prefix || fs.mkdtempSync(path.join(os.tmpdir(), 'beamline-check-'));
+  const out = render(config, { prefix });
   const t = testConfig(out.prefix);
   console.log(t.output);
   if (!t.ok) {
     console.error(`nginx -t failed for ${out.nginxConf} (rendered from ${file})`);
     process.exit(1);
   }
-  console.log(`ok: ${out.nginxConf}`);
+  if (!args.prefix) fs.rmSync(prefix, { recursive: true, force: true });
+  console.log(`ok: ${file} renders to a config that passes nginx -t${args.prefix ? ` (${out.nginxConf})` : ''}`);
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : `check failed: ${err.message}`);
   process.exit(1);

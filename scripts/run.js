@@ -4,6 +4,9 @@
 // the TypeScript changed, renders and checks the config, starts an embedded nats-server and the
 // reference Router unless NATS_URL is set, then nginx. Ctrl-C / SIGTERM stops every child.
 //   node scripts/run.js [--prefix DIR]
+// Environment: GATEWAY_CONFIG (config file, default gateway.yaml), NATS_URL (comma-separated
+// servers: use them, start no nats-server and no Router), GATEWAY_PORT, and every other override
+// of the README's configuration table.
 const { Supervisor, startLocalStack, say } = require('./lib/stack');
 const { parseArgs } = require('./lib/args');
 
@@ -22,4 +25,7 @@ async function main() {
   }
 }
 
-main();
+main().catch((err) => {
+  process.stderr.write(`[run] ${err.message}\n`);
+  process.exit(1);
+});

@@ -31,19 +31,34 @@ function detectRuntime() {
 
 // The routes nginx knows; each is one location whose content phase calls
 // beamline.phases.content(name). Exact matches are cheapest, so every fixed path is `=`.
+// `allow`: the methods the route answers (its 405's Allow; OPTIONS is added on API routes when
+// CORS is on). nginx refuses TRACE/CONNECT before any location runs; its 405 gets the Allow of
+// the route the raw URI names ($beamline_uri_allow, conf.d/00-http.conf).
+const GET_HEAD = 'GET, HEAD';
 const ROUTES = [
-  { name: 'healthz', match: '= /healthz' },
-  { name: 'health', match: '= /health' },
-  { name: 'health', match: '= /_health' },
-  { name: 'ready', match: '= /readyz' },
-  { name: 'ready', match: '= /health/ready' },
-  { name: 'live', match: '= /health/live' },
-  { name: 'metrics', match: '= /metrics' },
-  { name: 'decide', match: '= /api/v1/routes/decide' },
-  { name: 'messages', match: '= /api/v1/messages' },
-  { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$' },
+  { name: 'healthz', match: '= /healthz', allow: GET_HEAD },
+  { name: 'health', match: '= /health', allow: GET_HEAD },
+  { name: 'health', match: '= /_health', allow: GET_HEAD },
+  { name: 'ready', match: '= /readyz', allow: GET_HEAD },
+  { name: 'ready', match: '= /health/ready', allow: GET_HEAD },
+  { name: 'live', match: '= /health/live', allow: GET_HEAD },
+  { name: 'metrics', match: '= /metrics', allow: GET_HEAD },
+  { name: 'decide', match: '= /api/v1/routes/decide', allow: 'POST' },
+  { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
+  { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', allow: GET_HEAD },
   { name: 'not_found', match: '/' },
 ];
+
+/** A route's location match as a regex over the raw request URI (query string allowed). */
+function uriRegex(match) {
+  if (match.startsWith('= ')) return `^${match.slice(2).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\?|$)`;
+  if (match.startsWith('~ '))
+    return match
+      .slice(2)
+      .replace(/\[\^\/\]/g, '[^/?]')
+      .replace(/\$$/, '(\\?|$)');
+  throw new Error(`no URI regex for location ${match}`);
+}
 
 // Errors that nginx answers before any Lua runs.
 const NGINX_ERRORS = [
@@ -69,13 +84,20 @@ const NGINX_ERRORS = [
   { status: 504, code: 'timeout', message: 'gateway timeout' },
 ];
 
+const EMPTY_CONTEXT = { request_id: '', trace_id: '', tenant_id: '' };
+// Stands for the nginx variable in the body of a 413 (see errorBody).
+const CONTEXT_VAR = '"@beamline_error_context@"';
+
 function errorBody(e, config) {
   const details = e.code === 'payload_too_large' ? { limit_bytes: config.limits.body_bytes } : {};
-  return JSON.stringify({
+  const body = JSON.stringify({
     ok: false,
     error: { code: e.code, message: e.message, intake_error_code: null, details },
-    context: { request_id: '', trace_id: '', tenant_id: '' },
+    context: e.status === 413 ? JSON.parse(CONTEXT_VAR) : EMPTY_CONTEXT,
   });
+  // A 413 may come after the Lua has read the headers (a chunked body over the limit): its
+  // context is the $beamline_error_context the Lua set (empty ids before that).
+  return body.replace(CONTEXT_VAR, '$beamline_error_context');
 }
 
 // NATS over TLS (conf.d/10-lua.conf): the CA bundle Lua cosockets verify servers against. Only
@@ -195,18 +217,32 @@ function render(config, opts = {}) {
     // API routes capture their response body for the shadow comparison (body_filter).
     routes: ROUTES.map((r) => ({
       ...r,
+      api: API_ROUTES.has(r.name),
       shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
     })),
     lua_ssl: luaSsl(config),
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
+    // Route name and Allow by raw request URI, for what nginx answers before a location runs.
+    uri_routes: ROUTES.filter((r) => r.allow).map((r) => ({
+      regex: uriRegex(r.match),
+      name: r.name,
+      allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
+    })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,
       answer: e.answer || e.status,
-      redirect: e.answer && e.answer !== e.status ? `=${e.answer} ` : '',
+      // 405: `=` alone lets the location's own status through (a 404 for a URI of no route).
+      redirect: e.status === 405 ? '= ' : e.answer && e.answer !== e.status ? `=${e.answer} ` : '',
       retry_after: e.retry_after || 0,
+      allow: e.status === 405,
       body: errorBody(e, config),
     })),
+    not_found_body: JSON.stringify({
+      ok: false,
+      error: { code: 'not_found', message: 'no route for this path', intake_error_code: null, details: {} },
+      context: EMPTY_CONTEXT,
+    }),
   };
 
   fs.mkdirSync(path.join(prefix, 'conf.d'), { recursive: true });

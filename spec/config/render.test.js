@@ -94,14 +94,21 @@ test('nginx errors answer in the contract JSON shape', () => {
   );
   const conf = fs.readFileSync(path.join(prefix, 'conf.d', '20-gateway.conf'), 'utf8');
   const m = conf.match(/return 413 '([^']+)';/);
-  expect(JSON.parse(m[1])).toEqual({
+  // The 413's context is the variable the Lua fills for chunked bodies (empty ids by default).
+  const http = fs.readFileSync(path.join(prefix, 'conf.d', '00-http.conf'), 'utf8');
+  const empty = http.match(/map \$beamline_error_ctx \$beamline_error_context \{\s+"" '([^']+)';/)[1];
+  expect(m[1]).toContain('"context":$beamline_error_context}');
+  expect(JSON.parse(m[1].replace('$beamline_error_context', empty))).toEqual({
     ok: false,
     error: { code: 'payload_too_large', message: 'request body too large', intake_error_code: null, details: { limit_bytes: 4096 } },
     context: { request_id: '', trace_id: '', tenant_id: '' },
   });
+  // Every other body is JSON as it stands.
+  for (const [, body] of conf.matchAll(/return (?!413)\d+ '([^']+)';/g)) expect(JSON.parse(body).ok).toBe(false);
   expect(conf).toMatch(/error_page 494 =400 \/__beamline_error\/494;/);
   expect(conf).toMatch(/error_page 414 =400 \/__beamline_error\/414;/);
   expect(conf).toMatch(/error_page 413 \/__beamline_error\/413;/);
+  expect(conf).toMatch(/error_page 405 = \/__beamline_error\/405;/);
 });
 
 test('the rendered config passes nginx -t', () => {
@@ -143,6 +150,18 @@ describe('make check (scripts/check.js)', () => {
     const r = check(['--prefix', freshPrefix()]);
     expect(r.stdout).toMatch(/ok: .*nginx\.conf/);
     expect(r.status).toBe(0);
+  });
+
+  test('without --prefix it renders into a temporary prefix and leaves nginx/ alone', () => {
+    const tmp = path.join(tmpRoot(), `check-tmp-${process.pid}`);
+    fs.mkdirSync(tmp, { recursive: true });
+    const live = path.join(ROOT, 'nginx', 'conf.d', '20-gateway.conf');
+    const before = fs.existsSync(live) ? fs.statSync(live).mtimeMs : null;
+    const r = check([], { TMPDIR: tmp, GATEWAY_PORT: '18999' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/ok: .*gateway\.yaml renders to a config that passes nginx -t/);
+    expect(fs.existsSync(live) ? fs.statSync(live).mtimeMs : null).toBe(before);
+    expect(fs.readdirSync(tmp)).toEqual([]); // removed after the pass
   });
 
   test('stops with the field and rule and a non-zero exit on a bad config', () => {

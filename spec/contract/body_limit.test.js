@@ -14,6 +14,8 @@ const {
   tenant,
   expectGatewayError,
   sleep,
+  uid,
+  hex32,
 } = require('./support');
 
 const MIB = 1048576;
@@ -56,18 +58,21 @@ describe('§5 default limit (1 MiB)', () => {
     tooLarge(r, MIB);
   });
 
-  test('a chunked body over the limit (no Content-Length) → 413 in the JSON shape', async () => {
+  test('a chunked body over the limit (no Content-Length) → 413 in the JSON shape, with the request ids (§2)', async () => {
     const piece = 'x'.repeat(256 * 1024);
-    const r = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, [
-      '{"version":"1","pad":"',
+    const [tn, rid, tr] = [tenant(), uid(), hex32()];
+    const headers = { 'X-Tenant-ID': tn, 'X-Request-ID': rid, 'X-Trace-ID': tr, 'Content-Type': 'application/json' };
+    const r = await chunked(t, '/api/v1/routes/decide', headers, ['{"version":"1","pad":"', piece, piece, piece, piece, piece, '"}']);
+    tooLarge(r, MIB, { api: true, tenant: tn, requestId: rid, traceId: tr });
+    // Without ids sent: generated ones, the same in the headers and the body.
+    const g = await chunked(t, '/api/v1/routes/decide', { 'X-Tenant-ID': tn, 'Content-Type': 'application/json' }, [
       piece,
       piece,
       piece,
       piece,
       piece,
-      '"}',
     ]);
-    tooLarge(r, MIB);
+    tooLarge(g, MIB, { api: true, tenant: tn });
   });
 
   test('a chunked body over the limit with text/plain → 413 (size is checked before content type)', async () => {
@@ -106,13 +111,14 @@ describeOwnStack('[own stack: limits.body_bytes 1024]', () => {
     tooLarge(r, 1024);
   });
 
-  test('1025 bytes chunked → 413 with limit_bytes 1024', async () => {
+  test('1025 bytes chunked → 413 with limit_bytes 1024 and the request ids', async () => {
     const b = bodyOfSize(1025);
-    const r = await chunked(s, '/api/v1/routes/decide', { 'X-Tenant-ID': tenant(), 'Content-Type': 'application/json' }, [
+    const tn = tenant();
+    const r = await chunked(s, '/api/v1/messages', { 'X-Tenant-ID': tn, 'Content-Type': 'application/json' }, [
       b.slice(0, 500),
       b.slice(500),
     ]);
-    tooLarge(r, 1024);
+    tooLarge(r, 1024, { api: true, tenant: tn });
   });
 
   test('a legacy body without X-Tenant-ID over the limit → 413', async () => {

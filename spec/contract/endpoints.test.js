@@ -122,6 +122,17 @@ describe('§1 404 not_found', () => {
     const r = await post(t, canonical(), { path: '/api/v1/routes/decid' });
     expectGatewayError(r, 404, 'not_found');
   });
+
+  test('a long unknown path is echoed at most 256 bytes deep, never splitting a character', async () => {
+    const r = await call(t, { path: `/${'A'.repeat(3000)}` });
+    expectGatewayError(r, 404, 'not_found');
+    expect(r.json.error.message).toBe(`no route for GET /${'A'.repeat(255)}…`);
+    // 'é' is two bytes: byte 256 is the first half of the 128th one, so the cut falls before it.
+    const e = await call(t, { path: `/${encodeURIComponent('é'.repeat(300))}` });
+    expectGatewayError(e, 404, 'not_found');
+    expect(e.json.error.message).toBe(`no route for GET /${'é'.repeat(127)}…`);
+    expect(e.body).not.toContain('\ufffd');
+  });
 });
 
 describe('§10 protocol-level errors nginx answers itself are JSON, and no version is disclosed', () => {
@@ -153,6 +164,30 @@ describe('§10 protocol-level errors nginx answers itself are JSON, and no versi
     expect(r.status).toBe(400);
     expectJsonType(r);
     expect(r.json).toEqual(ERR('invalid_request'));
+  });
+
+  // nginx refuses TRACE and CONNECT before any location runs; the answer still names the
+  // methods of the route the URI is for (§1), and a URI of no route is a 404 like any other.
+  test.each([
+    ['TRACE', '/healthz', ['GET', 'HEAD']],
+    ['TRACE', '/api/v1/routes/decide?x=1', ['POST']],
+    ['TRACE', '/api/v1/routes/decide/some-id', ['GET', 'HEAD']],
+    ['CONNECT', '/api/v1/messages', ['POST']],
+  ])('%s %s → 405 JSON with Allow %j', async (method, p, allow) => {
+    const r = parseRaw(await raw(t, `${method} ${p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    expect(r.status).toBe(405);
+    expectJsonType(r);
+    expect(r.json).toEqual(ERR('method_not_allowed'));
+    // CORS on adds OPTIONS to the API routes (a gateway under test may have it either way).
+    expect(allowOf(r).filter((m) => m !== 'OPTIONS')).toEqual(allow);
+  });
+
+  test('TRACE on a path of no route → 404 not_found JSON', async () => {
+    const r = parseRaw(await raw(t, 'TRACE /no/such/thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    expect(r.status).toBe(404);
+    expectJsonType(r);
+    expect(r.json).toEqual(ERR('not_found'));
+    expect(r.headers.allow).toBeUndefined();
   });
 
   test('no response reveals a server version', async () => {

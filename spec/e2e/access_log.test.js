@@ -108,6 +108,29 @@ test('client-controlled values are escaped, and lines from nginx itself are JSON
   expect(hz).toMatchObject({ status: 200, request_id: '', tenant_id: '', router_time: null });
 });
 
+test("nginx's own errors are logged with the request's method, path and route, not the error page's", async () => {
+  const { request } = require('../support/gateway');
+  const off = size();
+  const big = await request(gw.url, {
+    method: 'POST',
+    path: `${DECIDE}?q=secret-q`,
+    headers: { 'content-type': 'application/json', 'x-tenant-id': 'log-t', ...auth },
+    body: 'x'.repeat(1048577),
+    ignoreResetErrors: true,
+  });
+  expect(big.status).toBe(413);
+  await new Promise((resolve) => {
+    const sock = net.connect({ port: gw.port, host: '127.0.0.1' }, () => sock.end('TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    sock.on('data', () => {});
+    sock.on('close', resolve);
+    sock.on('error', resolve);
+  });
+  const lines = await linesSince(off, 2);
+  expect(lines.find((l) => l.status === 413)).toMatchObject({ method: 'POST', route: 'decide', path: DECIDE });
+  expect(lines.find((l) => l.status === 405)).toMatchObject({ method: 'TRACE', route: 'healthz', path: '/healthz' });
+  for (const l of lines) expect(l.path).not.toMatch(/__beamline_error|secret-q/);
+});
+
 async function fetchHealthz() {
   const { request } = require('../support/gateway');
   return request(gw.url, { path: '/healthz' });

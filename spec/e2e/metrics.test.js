@@ -129,6 +129,27 @@ test('rate-limit hits and idempotency replays are counted', async () => {
   expect(d('gateway_idempotency_replays_total')).toBe(1);
 });
 
+test("nginx's own errors are counted under the request's route and method", async () => {
+  await settle();
+  const before = await scrape(gw.url);
+  const sel = { route: 'messages', method: 'POST', status: '413' };
+  const big = await request(gw.url, {
+    method: 'POST',
+    path: '/api/v1/messages',
+    headers: { 'content-type': 'application/json', 'x-tenant-id': 'm-413' },
+    body: 'x'.repeat(1048577),
+    ignoreResetErrors: true,
+  });
+  expect(big.status).toBe(413);
+  const after = await until(
+    (x) => value(x, 'gateway_http_requests_total', sel) - (value(before, 'gateway_http_requests_total', sel) || 0) >= 1,
+  );
+  expect(value(after, 'gateway_http_requests_total', sel) - (value(before, 'gateway_http_requests_total', sel) || 0)).toBe(1);
+  expect(value(after, 'gateway_http_requests_total', { route: 'none', status: '413' }) || 0).toBe(
+    value(before, 'gateway_http_requests_total', { route: 'none', status: '413' }) || 0,
+  );
+});
+
 test('labels stay low-cardinality: route names, no raw paths, no tenants, unknown methods folded', async () => {
   await request(gw.url, { path: `${DECIDE}/some-unique-id-123`, headers: { 'x-tenant-id': 'tenant-secret-name' } });
   await request(gw.url, { method: 'PROPFIND', path: '/x' });

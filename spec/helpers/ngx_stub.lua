@@ -80,6 +80,7 @@ function M.install(opts)
       return copy
     end,
     get_method = function() return opts.method or "POST" end,
+    is_internal = function() return opts.internal == true end,
     read_body = function()
       state.read_body_calls = state.read_body_calls + 1
       if opts.read_body_error then error(opts.read_body_error) end

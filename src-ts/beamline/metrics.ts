@@ -291,9 +291,17 @@ export function log_request(): void {
     if (d === undefined) return;
     const v = ngx.var;
     let route = v["beamline_route"];
+    let method = ngx.req.get_method();
+    if (ngx.req.is_internal()) {
+        // nginx's own errors (error_page) turned the method into GET and the URI into
+        // /__beamline_error/<status>: count the request as it came in (conf.d/00-http.conf).
+        const m = v["beamline_request_method"];
+        if (m !== undefined && m !== "") method = m;
+        if (route === undefined || route === "") route = v["beamline_uri_route"];
+    }
     if (route === undefined || route === "") route = "none";
     const status = ngx.status;
-    d.incr(request_key(route, method_label(ngx.req.get_method()), status), 1, 0);
+    d.incr(request_key(route, method_label(method), status), 1, 0);
     let dur = ngx.now() - ngx.req.start_time();
     if (dur < 0) dur = 0;
     observe(d, "d", route, dur);

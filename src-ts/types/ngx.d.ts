@@ -194,6 +194,8 @@ declare interface NgxReqApi {
     discard_body(): void;
     http_version(): number | undefined;
     start_time(): number;
+    /** True for a request that reached its location by an internal redirect (error_page, ngx.exec). */
+    is_internal(): boolean;
     set_header(name: string, value: string | string[] | undefined): void;
     clear_header(name: string): void;
 }

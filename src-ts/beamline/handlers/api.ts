@@ -236,6 +236,14 @@ function handle(route: ApiRoute): void {
             limit_bytes: limit,
         });
     }
+    if (cl === undefined) {
+        // nginx itself refuses a chunked body over client_max_body_size (its JSON 413, an
+        // error_page): give that answer this request's ids, like every API error (§2).
+        const c = model.error_context(undefined, hdr, false);
+        set_id_headers(c);
+        const [ctx] = json.encode(c);
+        if (ctx !== undefined) ngx.var["beamline_error_ctx"] = ctx;
+    }
     // 6. content type. Size comes first (§5): a body without Content-Length (chunked) is read
     // up to the limit before a bad media type is reported.
     if (!content_type_ok()) {
@@ -322,7 +330,7 @@ function handle(route: ApiRoute): void {
             return fail(504, "timeout", "the Router did not answer within " + timeout_ms + " ms", c);
         }
         if (failure === "no_responders") {
-            return fail(503, "unavailable", "no Router is listening on " + cfg.router.decide_subject, c, undefined, RETRY_AFTER);
+            return fail(503, "unavailable", "no Router is listening", c, undefined, RETRY_AFTER);
         }
         if (failure === "not_connected") {
             return fail(503, "unavailable", "the gateway is not connected to NATS", c, undefined, RETRY_AFTER);

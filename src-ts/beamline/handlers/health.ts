@@ -77,5 +77,13 @@ export function health(): void {
 
 /** Any path no route claims. */
 export function not_found(): void {
-    util.error_response(404, "not_found", "no route for " + ngx.req.get_method() + " " + (ngx.var["uri"] ?? "/"));
+    // The path is the client's own, echoed back: at most 256 bytes of it, cut before a UTF-8
+    // continuation byte so a multi-byte character is not split.
+    let uri = ngx.var["uri"] ?? "/";
+    if (uri.length > 256) {
+        let n = 256;
+        while (n > 0 && string.byte(uri, n + 1) >= 0x80 && string.byte(uri, n + 1) < 0xc0) n--;
+        uri = string.sub(uri, 1, n) + "…";
+    }
+    util.error_response(404, "not_found", "no route for " + ngx.req.get_method() + " " + uri);
 }
