@@ -388,3 +388,39 @@ describeRouterModes('[reference Router] what a legacy body becomes towards the R
     expect(r.status).toBe(403);
   });
 });
+
+describeRouterModes('[reference Router] numbers reach the Router exactly', () => {
+  test('client numbers are forwarded without rounding (cjson alone would write 14 digits)', async () => {
+    // The raw text of each value, in the form JSON.stringify writes it (the reference Router
+    // re-serialises what it received with JSON.stringify, so its echo shows that form).
+    const values = {
+      id: '1234567890123456',
+      ts: '1795665762407123',
+      x: '3.141592653589793',
+      p: '0.30000000000000004',
+      big: '12345678901234567000',
+      tiny: '1.2345678901234566e-7',
+      neg: '-0.5',
+      small: '0.1',
+      n: '7',
+    };
+    const payload = Object.entries(values)
+      .map(([k, v]) => `"${k}":${v}`)
+      .join(',');
+    const body = `{"version":"1","task":{"type":"chat","payload":{${payload},"list":[1795665762407123,3.141592653589793]}},"metadata":{"router_mode":"echo"}}`;
+    const r = await post(t, body, { contentType: 'application/json' });
+    expect(r.status).toBe(200);
+    const request = r.json.decision.metadata.request;
+    expect(request.task.payload.id).toBe(1234567890123456);
+    expect(request.task.payload.ts).toBe(1795665762407123);
+    expect(request.task.payload.x).toBe(3.141592653589793);
+    expect(request.task.payload.list).toEqual([1795665762407123, 3.141592653589793]);
+    // Compare the text too: a JS number hides differences beyond what it can hold.
+    const echoed = r.body.slice(r.body.indexOf('"payload":{'));
+    for (const [k, v] of Object.entries(values)) {
+      const m = echoed.match(new RegExp(`"${k}":(-?[0-9.eE+-]+)`));
+      expect([k, m && m[1]]).toEqual([k, v]);
+    }
+    expect(echoed).toContain('"list":[1795665762407123,3.141592653589793]');
+  });
+});

@@ -311,6 +311,158 @@ describe("beamline.json (this machine's cjson)", function()
     end)
   end)
 
+  describe("numbers (exact round trip; cjson alone prints %.14g)", function()
+    -- cjson.decode is exact (strtod), so it is the reference reader here.
+    local function reads_back(text, v)
+      local back = real_cjson.decode(text)
+      return back == v and 1 / back == 1 / v
+    end
+
+    local cases = {
+      { 1234567890123456, "1234567890123456" },
+      { 1795665762407123, "1795665762407123" },
+      { -1795665762407123, "-1795665762407123" },
+      { 9007199254740991, "9007199254740991" }, -- 2^53 - 1
+      { 9007199254740993, "9007199254740992" }, -- 2^53 + 1 is not a double: the literal is 2^53
+      { 9007199254740994, "9007199254740994" },
+      { 1e15, "1000000000000000" },
+      { 1e14, "100000000000000" },
+      { 99999999999999, "99999999999999" },
+      { 3.141592653589793, "3.141592653589793" },
+      { 0.1, "0.1" },
+      { 0.1 + 0.2, "0.30000000000000004" },
+      { 1 / 3, "0.3333333333333333" },
+      { 1e300, "1e+300" },
+      { -0.5, "-0.5" },
+      { 12345678901234567890, "1.2345678901234567e+19" },
+      { 0.123456789012345678, "0.12345678901234568" },
+      { 1.7976931348623157e308, "1.7976931348623157e+308" },
+      { 5e-324, nil },
+      { -0.0, "-0" },
+      { 0, "0" },
+      { 42, "42" },
+    }
+
+    it("writes each number so that it reads back equal, as a top-level value", function()
+      for _, c in ipairs(cases) do
+        local v, want = c[1], c[2]
+        local text, err = json.encode(v)
+        assert.is_nil(err)
+        if want then
+          assert.are.equal(want, text, want)
+        end
+        assert.is_true(reads_back(text, v), text)
+      end
+    end)
+
+    it("writes them exactly inside arrays and objects, at any depth", function()
+      for _, c in ipairs(cases) do
+        local v = c[1]
+        local text = assert(json.encode({ a = v, list = { v, { deep = { v } } }, s = "x" }))
+        local back = real_cjson.decode(text)
+        assert.are.equal(v, back.a, text)
+        assert.are.equal(v, back.list[1], text)
+        assert.are.equal(v, back.list[2].deep[1], text)
+        if c[2] then
+          assert.truthy(text:find('"a":' .. c[2], 1, true), text)
+          assert.truthy(text:find("[" .. c[2] .. ",", 1, true), text)
+        end
+        assert.is_nil(text:find("blNumber", 1, true))
+      end
+    end)
+
+    it("forwards the numbers of a decoded client body as sent", function()
+      local sent = '{"id":1234567890123456,"ts":1795665762407123,"x":3.141592653589793,"p":0.30000000000000004,"n":[1795665762407123,-0.5,7]}'
+      local v = assert(json.decode(sent))
+      local text = assert(json.encode({ task = { payload = v } }))
+      for _, piece in ipairs({ '"id":1234567890123456', '"ts":1795665762407123', '"x":3.141592653589793',
+        '"p":0.30000000000000004', '"n":[1795665762407123,-0.5,7]' }) do
+        assert.truthy(text:find(piece, 1, true), piece .. " in " .. text)
+      end
+    end)
+
+    it("leaves cjson's text for small integers and short decimals", function()
+      assert.are.equal("[1,-2,1.5,0.25,99999999999999,-99999999999999,1e+20,0.001]",
+        json.encode({ 1, -2, 1.5, 0.25, 99999999999999, -99999999999999, 1e20, 0.001 }))
+      assert.are.equal('{"n":1}', json.encode({ n = 1 }))
+    end)
+
+    it("round-trips random doubles and integers", function()
+      math.randomseed(12345)
+      local values = {}
+      for i = 1, 3000 do
+        local m = math.random() - 0.5
+        values[#values + 1] = m * 10 ^ math.random(-40, 40)
+        values[#values + 1] = math.floor(math.random() * 2 ^ 53) * (i % 2 == 0 and 1 or -1)
+        values[#values + 1] = math.random(0, 10 ^ 6) / 10 ^ math.random(0, 6)
+      end
+      local text = assert(json.encode(values))
+      local back = real_cjson.decode(text)
+      assert.are.equal(#values, #back)
+      for i, v in ipairs(values) do
+        if back[i] ~= v then
+          error(string.format("%.17g came back as %.17g", v, back[i]))
+        end
+      end
+    end)
+
+    it("keeps empty arrays and objects [] and {} next to rewritten numbers", function()
+      local t = { a = json.array(), b = {}, c = json.EMPTY_ARRAY, n = 1234567890123456, l = { json.array(), 3.141592653589793, {} } }
+      local text = assert(json.encode(t))
+      assert.truthy(text:find('"a":[]', 1, true), text)
+      assert.truthy(text:find('"b":{}', 1, true), text)
+      assert.truthy(text:find('"c":[]', 1, true), text)
+      assert.truthy(text:find('"n":1234567890123456', 1, true), text)
+      assert.truthy(text:find('"l":[[],3.141592653589793,{}]', 1, true), text)
+      assert.are.equal("[]", json.encode(json.array()))
+      assert.are.equal("{}", json.encode({}))
+    end)
+
+    it("does not change the caller's tables", function()
+      local inner = json.array()
+      local shared = { big = 1795665762407123, pi = 3.141592653589793, small = 2, e = inner }
+      local t = { task = { payload = shared }, message = { payload = shared }, list = { 1234567890123456, 0.1, "s" } }
+      local text = assert(json.encode(t))
+      assert.are.equal(shared, t.task.payload)
+      assert.are.equal(shared, t.message.payload)
+      assert.are.equal(1795665762407123, shared.big)
+      assert.are.equal(3.141592653589793, shared.pi)
+      assert.are.equal(2, shared.small)
+      assert.are.equal(inner, shared.e)
+      assert.are.same({ 1234567890123456, 0.1, "s" }, t.list)
+      assert.are.equal("number", type(t.list[1]))
+      -- both copies of the shared payload are written exactly
+      local back = real_cjson.decode(text)
+      assert.are.equal(1795665762407123, back.task.payload.big)
+      assert.are.equal(1795665762407123, back.message.payload.big)
+      assert.are.equal(3.141592653589793, back.message.payload.pi)
+      assert.are.equal(text, json.encode(t))
+    end)
+
+    it("still refuses NaN and infinities, and restores the table when cjson fails", function()
+      for _, v in ipairs({ 0 / 0, 1 / 0, -1 / 0 }) do
+        local text, err = json.encode(v)
+        assert.is_nil(text)
+        assert.is_string(err)
+        local text2, err2 = json.encode({ a = 1234567890123456, b = v })
+        assert.is_nil(text2)
+        assert.is_string(err2)
+      end
+      local t = { a = 1234567890123456, e = json.array(), f = print }
+      assert.is_nil((json.encode(t)))
+      assert.are.equal(1234567890123456, t.a)
+      assert.is_true(json.is_array(t.e))
+      -- the next encode is not confused by the failed one
+      assert.are.equal('[1795665762407123]', json.encode({ 1795665762407123 }))
+    end)
+
+    it("cannot be fooled by a string that looks like the number placeholder", function()
+      local s = "\1blNumber" .. string.rep("0", 32) .. "1"
+      local text = assert(json.encode({ s, 1234567890123456 }))
+      assert.are.equal('["\\u0001blNumber' .. string.rep("0", 32) .. '1",1234567890123456]', text)
+    end)
+  end)
+
   describe("is_array / is_object", function()
     it("classifies decoded values", function()
       assert.is_true(json.is_object(json.decode("{}")))
@@ -452,6 +604,17 @@ describe("beamline.json (simulated OpenResty cjson)", function()
     local v, err = json.decode("{")
     assert.is_nil(v)
     assert.are.equal(json.ERR_INVALID, err)
+  end)
+
+  it("writes inexact numbers itself there too (OpenResty's cjson also prints %.14g by default)", function()
+    local v = { id = 1234567890123456, x = 3.141592653589793, n = 7, e = json.EMPTY_ARRAY, a = json.array() }
+    local out = json.encode(v)
+    assert.are.equal('{"a":[],"e":[],"id":1234567890123456,"n":7,"x":3.141592653589793}', out)
+    assert.are.equal(v, calls.encode_values[#calls.encode_values])
+    assert.are.equal(1234567890123456, v.id)
+    assert.are.equal(3.141592653589793, v.x)
+    assert.are.equal("12345678901234568", json.encode(12345678901234568))
+    assert.are.equal("1.5", json.encode(1.5))
   end)
 
   it("returns cjson's encode error instead of raising", function()

@@ -16,7 +16,17 @@
  *     encode: marked empty tables are swapped for the placeholder string in place, cjson encodes,
  *       the caller's tables are restored, and `"<placeholder>"` is replaced by `[]` in the output.
  *   The placeholder holds a control character and 128 random bits, so client data cannot forge
- *   it. Cost: one scan of the text when it has an empty array, one walk of the tables on encode.
+ *   it. Cost: one scan of the text when it has an empty array.
+ * - Numbers: cjson prints them with %.14g (Debian's refuses a precision above 14, OpenResty's stops
+ *   at 16), which would round client values such as 1234567890123456 or 3.141592653589793. On
+ *   both flavours `encode` walks the tables once (the same walk as the Debian empty arrays) and
+ *   swaps each number that %.14g would not print exactly for a placeholder string holding its
+ *   index; after cjson, those placeholders are replaced by the exact text: integers below 1e16 as
+ *   plain digits, anything else as the shortest of %.15g / %.16g / %.17g that reads back equal.
+ *   Integers below 1e14 and short decimals (the usual case) stay cjson's, decided with a few
+ *   arithmetic operations; other numbers cost a %.14g format to check. NaN and ±inf are left to
+ *   cjson (error).
+ *   The caller's tables are restored after cjson, as for the empty arrays.
  * Decoded JSON arrays are recognised by `is_array` on both flavours (marked, or key 1 present:
  * decoded objects only have string keys); `is_object` is the complement for tables.
  */
@@ -43,7 +53,9 @@ const find = string.find;
 const gsub = string.gsub;
 const sub = string.sub;
 const byte = string.byte;
+const format = string.format;
 const concat = table.concat;
+const floor = math.floor;
 
 // Own instance: our settings (depth, strict numbers) must not leak into other cjson users.
 const codec: CjsonSafeModule = cjsonSafe.new !== undefined ? cjsonSafe.new() : cjsonSafe;
@@ -210,30 +222,103 @@ function decode(text: string, max_depth?: number): LuaMultiReturn<[unknown, unde
     return $multi(value, undefined, find(text, "^[ \t\n\r]*{")[0] !== undefined);
 }
 
-// Debian encode: slots (table, key, original value) swapped for the placeholder during one
-// encode call. Module-level scratch is safe: the walk and cjson never yield or re-enter.
+// Encode: slots (table, key, original value) swapped for a placeholder during one encode call:
+// marked empty tables (Debian only) and numbers that %.14g would round (both flavours).
+// Module-level scratch is safe: the walk and cjson never yield or re-enter.
 const slot_t: (AnyTable | undefined)[] = [];
 const slot_k: (AnyNotNil | undefined)[] = [];
 const slot_v: unknown[] = [];
 let slot_n = 0;
+/** How many of the slots are empty arrays / numbers. */
+let empty_n = 0;
+let number_n = 0;
 const seen: LuaTable<object, boolean> = new LuaTable();
+/** Exact text of each swapped number, by the index written into its placeholder ("1", "2", ...). */
+const number_text: Record<string, string> = {};
+
+// Number placeholder: NUMBER_PREFIX .. index. Same protection as PLACEHOLDER (\1 + 128 random
+// bits); in cjson's output it reads "\u0001blNumber<hex><index>", matched by NUMBER_JSON_PATTERN
+// (only `"`, `\`, letters and hex before the capture: no magic characters).
+const NUMBER_KEY = ids.random_hex(16);
+const NUMBER_PREFIX = "\u0001blNumber" + NUMBER_KEY;
+const NUMBER_JSON_PATTERN = '"\\u0001blNumber' + NUMBER_KEY + '(%d+)"';
+
+/**
+ * The text that reads back as exactly `v`, when cjson's %.14g would not; undefined when cjson
+ * prints `v` exactly (the fast path) or cannot print it at all (NaN, ±inf: cjson reports those).
+ */
+function exact_number_text(v: number): string | undefined {
+    if (v === floor(v)) {
+        if (v > -1e14 && v < 1e14) {
+            return undefined;
+        }
+        if (v > -1e16 && v < 1e16) {
+            // At most 16 digits: %.16g writes every one of them, without an exponent.
+            return format("%.16g", v);
+        }
+        if (v - v !== 0) {
+            return undefined; // ±inf
+        }
+    } else {
+        // A decimal with at most 8 fractional digits and 14 significant ones (0.7, 19.99, 2.5e-6):
+        // m / 1e8 is the double nearest to that decimal, and %.14g prints any decimal of up to
+        // 15 digits back from its nearest double. No string: the JIT compiles this, not format.
+        const m = floor(v * 1e8 + 0.5);
+        if (m > -1e14 && m < 1e14 && m / 1e8 === v) {
+            return undefined;
+        }
+        if (v !== v) {
+            return undefined; // NaN
+        }
+    }
+    if (tonumber(format("%.14g", v)) === v) {
+        return undefined;
+    }
+    let s = format("%.15g", v);
+    if (tonumber(s) === v) {
+        return s;
+    }
+    s = format("%.16g", v);
+    if (tonumber(s) === v) {
+        return s;
+    }
+    return format("%.17g", v);
+}
 
 function is_marked_empty(v: unknown): boolean {
     return v === EMPTY_ARRAY || (getmetatable(v) === ARRAY_MT && next(v as object)[0] === undefined);
 }
 
-function swap_empty_arrays(t: AnyTable): void {
+function add_slot(t: AnyTable, k: AnyNotNil, v: unknown): void {
+    slot_n += 1;
+    slot_t[slot_n - 1] = t;
+    slot_k[slot_n - 1] = k;
+    slot_v[slot_n - 1] = v;
+}
+
+// The one walk before cjson: swaps marked empty tables (Debian) and inexact numbers.
+function swap_values(t: AnyTable): void {
     seen.set(t, true);
     for (const [k, v] of pairs(t)) {
-        if (type(v) === "table" && !seen.has(v as object)) {
-            if (is_marked_empty(v)) {
-                slot_n += 1;
-                slot_t[slot_n - 1] = t;
-                slot_k[slot_n - 1] = k;
-                slot_v[slot_n - 1] = v;
-                t.set(k, PLACEHOLDER);
-            } else {
-                swap_empty_arrays(v as AnyTable);
+        const tv = type(v);
+        if (tv === "table") {
+            if (!seen.has(v as object)) {
+                if (!NATIVE_EMPTY_ARRAY && is_marked_empty(v)) {
+                    add_slot(t, k, v);
+                    empty_n += 1;
+                    t.set(k, PLACEHOLDER);
+                } else {
+                    swap_values(v as AnyTable);
+                }
+            }
+        } else if (tv === "number") {
+            const text = exact_number_text(v as number);
+            if (text !== undefined) {
+                add_slot(t, k, v);
+                number_n += 1;
+                const index = tostring(number_n);
+                number_text[index] = text;
+                t.set(k, NUMBER_PREFIX + index);
             }
         }
     }
@@ -248,6 +333,8 @@ function restore_slots(): void {
         slot_v[i] = undefined;
     }
     slot_n = 0;
+    empty_n = 0;
+    number_n = 0;
     tableClear(seen);
 }
 
@@ -273,23 +360,44 @@ function encode(value: unknown): LuaMultiReturn<[string, undefined] | [undefined
 }
 
 function encode_raw(value: unknown): LuaMultiReturn<[string, undefined] | [undefined, string]> {
-    if (NATIVE_EMPTY_ARRAY || type(value) !== "table") {
+    const tv = type(value);
+    if (tv === "number") {
+        const exact = exact_number_text(value as number);
+        if (exact !== undefined) {
+            return $multi(exact, undefined);
+        }
         return codec.encode(value);
     }
-    if (is_marked_empty(value)) {
+    if (tv !== "table") {
+        return codec.encode(value);
+    }
+    if (!NATIVE_EMPTY_ARRAY && is_marked_empty(value)) {
         return $multi("[]", undefined);
     }
-    swap_empty_arrays(value as AnyTable);
+    swap_values(value as AnyTable);
     if (slot_n === 0) {
         tableClear(seen);
         return codec.encode(value);
     }
+    const has_empty = empty_n > 0;
+    const has_numbers = number_n > 0;
     const [text, err] = codec.encode(value);
     restore_slots();
-    if (text === undefined) {
+    let out = text;
+    if (out !== undefined) {
+        if (has_empty) {
+            [out] = gsub(out, PLACEHOLDER_JSON_PATTERN, "[]");
+        }
+        if (has_numbers) {
+            [out] = gsub(out, NUMBER_JSON_PATTERN, number_text);
+        }
+    }
+    if (has_numbers) {
+        tableClear(number_text);
+    }
+    if (out === undefined) {
         return $multi(undefined, err as string);
     }
-    const [out] = gsub(text, PLACEHOLDER_JSON_PATTERN, "[]");
     return $multi(out, undefined);
 }
 
