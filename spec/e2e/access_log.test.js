@@ -35,6 +35,16 @@ async function linesSince(offset, expected) {
   }
 }
 const size = () => fs.statSync(logFile).size;
+
+/** Writes raw bytes on a fresh connection (requests no HTTP client would send); resolves on close. */
+function sendRaw(bytes) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port: gw.port, host: '127.0.0.1' }, () => sock.end(bytes));
+    sock.on('data', () => {});
+    sock.on('close', resolve);
+    sock.on('error', resolve);
+  });
+}
 const auth = { authorization: `Bearer ${KEY}` };
 
 test('a decide request logs its ids, tenant, route, status, bytes and Router time/code', async () => {
@@ -93,12 +103,7 @@ test('client-controlled values are escaped, and lines from nginx itself are JSON
   const off = size();
   const r = await post(gw.url, { tenant: 'log-t', headers: { ...auth, 'x-request-id': 'quote"back\\slash' } });
   expect(r.status).toBe(200);
-  await new Promise((resolve) => {
-    const sock = net.connect({ port: gw.port, host: '127.0.0.1' }, () => sock.end('GET /healthz HTTP/1.1 garbage\r\nHost: x\r\n\r\n'));
-    sock.on('data', () => {});
-    sock.on('close', resolve);
-    sock.on('error', resolve);
-  });
+  await sendRaw('GET /healthz HTTP/1.1 garbage\r\nHost: x\r\n\r\n');
   await fetchHealthz();
   const lines = await linesSince(off, 3);
   // Two workers write the lines, so find them by content rather than by position.
@@ -119,12 +124,7 @@ test("nginx's own errors are logged with the request's method, path and route, n
     ignoreResetErrors: true,
   });
   expect(big.status).toBe(413);
-  await new Promise((resolve) => {
-    const sock = net.connect({ port: gw.port, host: '127.0.0.1' }, () => sock.end('TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
-    sock.on('data', () => {});
-    sock.on('close', resolve);
-    sock.on('error', resolve);
-  });
+  await sendRaw('TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
   const lines = await linesSince(off, 2);
   expect(lines.find((l) => l.status === 413)).toMatchObject({ method: 'POST', route: 'decide', path: DECIDE });
   expect(lines.find((l) => l.status === 405)).toMatchObject({ method: 'TRACE', route: 'healthz', path: '/healthz' });
