@@ -33,6 +33,10 @@ fi
 
 # npm ci only when package-lock.json changed since the last install here.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+# A `npm ci` run by hand (after the lock last changed) counts as this install.
+if [ ! -f node_modules/.beamline-lock-hash ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+  echo "$lock_hash" > node_modules/.beamline-lock-hash
+fi
 if [ ! -d node_modules ] || [ "$(cat node_modules/.beamline-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error

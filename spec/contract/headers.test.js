@@ -268,6 +268,18 @@ describe('§2/§10 Content-Type', () => {
     const r = await post(t, '{{{', { headers: { 'Content-Type': 'text/plain' } });
     expectGatewayError(r, 415, 'unsupported_media_type', { api: true });
   });
+
+  // Gateway choice: bodies are not decompressed; a compressed one is a 415 that says why.
+  test('Content-Encoding gzip (a valid gzipped JSON body) → 415 naming Content-Encoding', async () => {
+    const gz = require('zlib').gzipSync(JSON.stringify(canonical()));
+    const r = await post(t, gz, { contentType: 'application/json', headers: { 'Content-Encoding': 'gzip' } });
+    expectGatewayError(r, 415, 'unsupported_media_type', { api: true, message: /Content-Encoding/ });
+  });
+
+  test('Content-Encoding identity is the same as none', async () => {
+    const r = await post(t, JSON.stringify(canonical()), { contentType: 'application/json', headers: { 'Content-Encoding': 'Identity' } });
+    expect(r.status).not.toBe(415);
+  });
 });
 
 describeRouterModes('[reference Router] ids and trace context forwarded to the Router', () => {

@@ -179,6 +179,22 @@ function content_type_ok(): boolean {
     return trimmed === "application/json";
 }
 
+/**
+ * A compressed body (Content-Encoding other than identity) is not decoded by the gateway: the
+ * 415 says so instead of a confusing "not valid JSON". Returns the message, or undefined.
+ */
+function content_encoding_error(): string | undefined {
+    const [ce] = get_header("content-encoding");
+    if (ce === undefined) {
+        return undefined;
+    }
+    const [, , v] = sfind(slower(ce), "^%s*(.-)%s*$");
+    if (v === "identity" || v === "") {
+        return undefined;
+    }
+    return "Content-Encoding is not supported: send the body uncompressed";
+}
+
 /** The effective body limit: the configured one, capped by the NATS server's max_payload. */
 function body_limit(): number {
     const configured = config.get().limits.body_bytes;
@@ -246,7 +262,8 @@ function handle(route: ApiRoute): void {
     }
     // 6. content type. Size comes first (§5): a body without Content-Length (chunked) is read
     // up to the limit before a bad media type is reported.
-    if (!content_type_ok()) {
+    const media_error = content_type_ok() ? content_encoding_error() : "Content-Type must be application/json";
+    if (media_error !== undefined) {
         if (cl === undefined) {
             const [, berr] = util.read_body(limit);
             if (berr === "payload_too_large") {
@@ -259,7 +276,7 @@ function handle(route: ApiRoute): void {
                 );
             }
         }
-        return fail(415, "unsupported_media_type", "Content-Type must be application/json", model.error_context(undefined, hdr, false));
+        return fail(415, "unsupported_media_type", media_error, model.error_context(undefined, hdr, false));
     }
     // 7. JSON
     const [raw, body_err, body_msg] = util.read_body(limit);
