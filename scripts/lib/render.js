@@ -5,6 +5,7 @@ const fs = require('fs');
 const path = require('path');
 const Handlebars = require('handlebars');
 const { ROOT, parseLegacyUrl } = require('./config');
+const { dnsView } = require('./dns');
 
 const TEMPLATES = path.join(ROOT, 'templates');
 
@@ -202,6 +203,7 @@ function render(config, opts = {}) {
     access_log: config.log.access_log === 'off' ? '' : logPath(config.log.access_log),
     config_json: path.join(prefix, 'gateway.json'),
   };
+  const dns = dnsView(config.dns);
   const view = {
     ...config,
     runtime,
@@ -221,6 +223,7 @@ function render(config, opts = {}) {
       shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
     })),
     lua_ssl: luaSsl(config),
+    dns: dns,
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
     // Route name and Allow by raw request URI, for what nginx answers before a location runs.
@@ -266,7 +269,9 @@ function render(config, opts = {}) {
     write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
   }
   // The Lua side's copy of the config holds NATS credentials: owner-only.
-  write('gateway.json', JSON.stringify({ ...config, version: require(path.join(ROOT, 'package.json')).version }, null, 2), 0o600);
+  // dns_hosts: the hosts file's names, resolved here (nginx's resolver does not read it).
+  const luaConfig = { ...config, dns_hosts: dns.hosts, version: require(path.join(ROOT, 'package.json')).version };
+  write('gateway.json', JSON.stringify(luaConfig, null, 2), 0o600);
   return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };
 }
 

@@ -108,8 +108,21 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** Name resolution of cosocket peers (scripts/lib/dns.js renders the resolver from it). */
+export interface DnsConfig {
+    resolvers: string[];
+    resolv_conf: string;
+    hosts_file: string;
+    valid_seconds: number;
+    timeout_seconds: number;
+    ipv6: boolean;
+}
+
 export interface GatewayConfig {
     version: string;
+    /** The hosts file's names resolved at render time: name (lower case) → address. */
+    dns_hosts: { [name: string]: string };
+    dns: DnsConfig;
     server: { listen: string; port: number; workers: number | "auto" };
     log: { level: string };
     nats: NatsConfig;
