@@ -50,6 +50,18 @@ const ROUTES = [
   { name: 'not_found', match: '/' },
 ];
 
+// routes.<key>.enabled: false leaves these nginx routes out of the config (they answer 404, as
+// any path of no route). The decision lookup belongs to routes.decide.
+const ROUTE_SWITCH = { decide: 'decide', decision_lookup: 'decide', messages: 'messages' };
+
+/** The routes of ROUTES this config serves. */
+function servedRoutes(config) {
+  return ROUTES.filter((r) => {
+    const key = ROUTE_SWITCH[r.name];
+    return key === undefined || config.routes[key].enabled;
+  });
+}
+
 /** A route's location match as a regex over the raw request URI (query string allowed). */
 function uriRegex(match) {
   if (match.startsWith('= ')) return `^${match.slice(2).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\?|$)`;
@@ -204,6 +216,7 @@ function render(config, opts = {}) {
     config_json: path.join(prefix, 'gateway.json'),
   };
   const dns = dnsView(config.dns);
+  const served = servedRoutes(config);
   const view = {
     ...config,
     runtime,
@@ -217,7 +230,7 @@ function render(config, opts = {}) {
     },
     migration: migrationView(config, prefix),
     // API routes capture their response body for the shadow comparison (body_filter).
-    routes: ROUTES.map((r) => ({
+    routes: served.map((r) => ({
       ...r,
       api: API_ROUTES.has(r.name),
       shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
@@ -227,7 +240,7 @@ function render(config, opts = {}) {
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
     // Route name and Allow by raw request URI, for what nginx answers before a location runs.
-    uri_routes: ROUTES.filter((r) => r.allow).map((r) => ({
+    uri_routes: served.filter((r) => r.allow).map((r) => ({
       regex: uriRegex(r.match),
       name: r.name,
       allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
@@ -275,4 +288,4 @@ function render(config, opts = {}) {
   return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };
 }
 
-module.exports = { render, ROUTES, API_ROUTES, SHADOW_SOCKETS, NGINX_ERRORS, RUNTIMES, detectRuntime };
+module.exports = { render, servedRoutes, ROUTES, API_ROUTES, SHADOW_SOCKETS, NGINX_ERRORS, RUNTIMES, detectRuntime };
