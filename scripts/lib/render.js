@@ -240,11 +240,13 @@ function render(config, opts = {}) {
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
     // Route name and Allow by raw request URI, for what nginx answers before a location runs.
-    uri_routes: served.filter((r) => r.allow).map((r) => ({
-      regex: uriRegex(r.match),
-      name: r.name,
-      allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
-    })),
+    uri_routes: served
+      .filter((r) => r.allow)
+      .map((r) => ({
+        regex: uriRegex(r.match),
+        name: r.name,
+        allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
+      })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,
       answer: e.answer || e.status,

@@ -269,7 +269,8 @@ function finish(
     body_request_id: string | undefined,
     body_trace_id: string | undefined,
 ): NormalizedDecide {
-    n.request_id = body_request_id !== undefined ? body_request_id : hdr.request_id !== undefined ? hdr.request_id : generated_request_id(hdr);
+    n.request_id =
+        body_request_id !== undefined ? body_request_id : hdr.request_id !== undefined ? hdr.request_id : generated_request_id(hdr);
     const tp_trace = parse_traceparent(hdr.traceparent);
     let trace = normalize_trace_id(hdr.trace_id);
     if (trace === undefined) {
