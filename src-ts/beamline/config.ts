@@ -70,6 +70,8 @@ export interface ApiKeyConfig {
     /** SHA-256 of the key, 64 lower-case hex characters. */
     key_sha256: string;
     name?: string;
+    /** May call the admin nats_routes (CONTRACT §12). */
+    admin: boolean;
 }
 
 export interface AuthConfig {
@@ -102,10 +104,27 @@ export interface MigrationConfig {
     enabled: boolean;
     legacy_url?: string;
     share_percent: number;
+    /** Unknown paths go to the old gateway (CONTRACT §14); rendered into nginx.conf. */
+    proxy_unknown_paths: boolean;
     allow_override: boolean;
     legacy_timeout_ms: number;
     legacy_keepalive: number;
     shadow: ShadowConfig;
+}
+
+/** An HTTP → NATS request/reply route (CONTRACT §12), served by handlers/nats_route. */
+export interface NatsRouteConfig {
+    name: string;
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+    /** `/`-separated literals and `{name}` parameters. */
+    path: string;
+    subject: string;
+    body: "empty" | "forward" | "path_params";
+    timeout_ms?: number;
+    /** A key of `routes`: whose rate limit counts this route. */
+    rate_limit_route: string;
+    /** With auth on: only `admin: true` keys. */
+    admin: boolean;
 }
 
 export interface GatewayConfig {
@@ -113,9 +132,10 @@ export interface GatewayConfig {
     server: { listen: string; port: number; workers: number | "auto" };
     log: { level: string };
     nats: NatsConfig;
-    router: { decide_subject: string; request_timeout_ms: number };
+    router: { decide_subject: string; request_timeout_ms: number; admin_timeout_ms?: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig };
+    routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
+    nats_routes: NatsRouteConfig[];
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number };
     rate_limit: RateLimitBackendConfig;
