@@ -6,7 +6,18 @@ const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
 const Ajv = require('ajv');
-const { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL, NATS_SUBJECT, NATS_ROUTE_PATH, ROUTE_NAME } = require('./config-schema');
+const {
+  schema,
+  NGINX_SAFE,
+  ORIGIN,
+  HEADER_NAME,
+  TENANT_ID,
+  SHA256_HEX,
+  LEGACY_URL,
+  NATS_SUBJECT,
+  NATS_ROUTE_PATH,
+  ROUTE_NAME,
+} = require('./config-schema');
 const { natsRouteProblems } = require('./nats-routes');
 
 const ROOT = path.resolve(__dirname, '..', '..');

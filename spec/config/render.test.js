@@ -95,7 +95,9 @@ test('nginx errors answer in the contract JSON shape', () => {
   const conf = fs.readFileSync(path.join(prefix, 'conf.d', '20-gateway.conf'), 'utf8');
   // The 413 is answered by the Lua with the request's ids (CONTRACT §14), not by a constant.
   expect(conf).not.toMatch(/return 413 /);
-  expect(conf).toMatch(/location = \/__beamline_error\/413 \{[^}]*content_by_lua_block \{ require\("beamline.phases"\).nginx_error\(413\) \}/);
+  expect(conf).toMatch(
+    /location = \/__beamline_error\/413 \{[^}]*content_by_lua_block \{ require\("beamline.phases"\).nginx_error\(413\) \}/,
+  );
   // Every other body is JSON as it stands.
   for (const [, body] of conf.matchAll(/return (?!413)\d+ '([^']+)';/g)) expect(JSON.parse(body).ok).toBe(false);
   expect(conf).toMatch(/error_page 494 =400 \/__beamline_error\/494;/);

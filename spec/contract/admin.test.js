@@ -190,7 +190,12 @@ describeOwnStack('[own stack: NATS responder of the test] §12 admin routes', ()
     nats.reply = (m) => `{"dry_run":true,"echo":${m.data}}`;
     const raw = '{"policy_id":"default", "n": 12345678901234567890, "nested":{"a":[1,2]}}';
     const t = tenant();
-    const r = await call(s, { method: 'POST', path: DRY_RUN, headers: { 'X-Tenant-ID': t, 'Content-Type': 'application/json' }, body: raw });
+    const r = await call(s, {
+      method: 'POST',
+      path: DRY_RUN,
+      headers: { 'X-Tenant-ID': t, 'Content-Type': 'application/json' },
+      body: raw,
+    });
     expect(r.status).toBe(200);
     expect(nats.last().subject).toBe(SUBJECTS.dryRun);
     expect(nats.last().data).toBe(raw);
