@@ -140,6 +140,17 @@ describe('make run (scripts/run.js)', () => {
       expect(workers.length).toBeGreaterThanOrEqual(1);
       const r = await request(`http://127.0.0.1:${port}`, { path: '/healthz' });
       expect(r.json).toEqual({ status: 'ok' });
+      // The Router admin routes (§12), answered by the reference Router.
+      const h = await request(`http://127.0.0.1:${port}`, { path: '/api/v1/extensions/health', headers: { 'x-tenant-id': 'demo' } });
+      expect(h.status).toBe(200);
+      expect(h.json.extensions.map((e) => e.id)).toContain('pii-validator');
+      const c = await request(`http://127.0.0.1:${port}`, {
+        path: '/api/v1/policies/demo/default/complexity',
+        headers: { 'x-tenant-id': 'demo' },
+      });
+      expect(c.json).toMatchObject({ tenant_id: 'demo', policy_id: 'default', complexity: { providers: 3 } });
+      // The address was announced after nginx listened, and the hint after the address.
+      expect(out.indexOf('try: curl')).toBeGreaterThan(out.indexOf('Beamline gateway listening on'));
 
       child.kill('SIGTERM');
       const { code } = await exited;
@@ -151,6 +162,35 @@ describe('make run (scripts/run.js)', () => {
       expect(await portOpen(natsPort)).toBe(false);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  test('a port another process holds: no "listening" announcement, the port named and how to choose another, exit 1', async () => {
+    const holder = net.createServer();
+    await new Promise((r) => holder.listen(0, '127.0.0.1', r));
+    const port = holder.address().port;
+    const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(await freePort()) };
+    delete env.NATS_URL;
+    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', path.join(tmpRoot(), 'run-taken')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    try {
+      const { code } = await new Promise((r) => child.on('exit', (c, signal) => r({ code: c, signal })));
+      expect(code).toBe(1);
+      expect(out).toContain(`port ${port} on 127.0.0.1 is already in use by another process`);
+      expect(out).toContain(`GATEWAY_PORT=${port + 1} make run`);
+      expect(out).not.toMatch(/listening on http|try: curl/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      holder.close();
     }
   });
 });
