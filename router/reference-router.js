@@ -825,7 +825,8 @@ async function startRouter(opts = {}) {
   });
   await nc.flush();
   const server = nc.getServer();
-  log(`reference router listening on ${subject} and ${adminPrefix}.* via ${server}`);
+  log(`reference router listening on ${subject} via ${server}`);
+  log(`reference router answering the admin operations on ${adminPrefix}.* (${ADMIN_OPERATIONS.join(', ')})`);
 
   let closing = null;
   return {
