@@ -585,8 +585,11 @@ const round = (x: number, digits: number): number => {
     return floor(x * m + 0.5) / m;
 };
 
-/** The /_metrics document from the ring at epoch second `now` (pure apart from the dict reads). */
-export function ui_document(d: NgxSharedDict, now: number, connected: boolean): object {
+/**
+ * The /_metrics document from the ring at epoch second `now`, as JSON text in the contract's key
+ * order (only the dict reads touch ngx).
+ */
+export function ui_document(d: NgxSharedDict, now: number, connected: boolean): string {
     const counts: number[] = [];
     for (let i = 0; i < NU; i++) counts[i] = 0;
     let total = 0;
@@ -604,13 +607,21 @@ export function ui_document(d: NgxSharedDict, now: number, connected: boolean): 
             }
         }
     }
-    return {
-        rps: round(total / UI_WINDOW, 3),
-        latency: { p50: round(ui_percentile(counts, total, 0.5), 3), p95: round(ui_percentile(counts, total, 0.95), 3) },
-        error_rate: total > 0 ? round(errors / total, 4) : 0,
-        nats: connected ? "connected" : "disconnected",
-        ts: now,
-    };
+    return (
+        '{"rps":' +
+        tostr(round(total / UI_WINDOW, 3)) +
+        ',"latency":{"p50":' +
+        tostr(round(ui_percentile(counts, total, 0.5), 3)) +
+        ',"p95":' +
+        tostr(round(ui_percentile(counts, total, 0.95), 3)) +
+        '},"error_rate":' +
+        tostr(total > 0 ? round(errors / total, 4) : 0) +
+        ',"nats":"' +
+        (connected ? "connected" : "disconnected") +
+        '","ts":' +
+        sformat("%d", now) +
+        "}"
+    );
 }
 
 /** GET /_metrics (C-GW's UI dashboard feed). */
