@@ -316,6 +316,42 @@ function requestMode(req) {
   return null;
 }
 
+/**
+ * A mode split into `name` and `arg` (`error:<code>` → error, <code>), with `reply`: the reply of
+ * the modes decide and the admin operations answer alike (`error:<code>`,
+ * `error_no_details:<code>`, `non_json`, `empty`, `malformed_error`), undefined for the others.
+ */
+function commonMode(mode, ctx) {
+  const colon = mode.indexOf(':');
+  const name = colon === -1 ? mode : mode.slice(0, colon);
+  const arg = colon === -1 ? '' : mode.slice(colon + 1);
+  return { name, arg, reply: commonModeReply(name, arg, mode, ctx) };
+}
+
+function commonModeReply(name, arg, mode, ctx) {
+  switch (name) {
+    case 'error': {
+      const code = arg || 'internal';
+      return errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
+        details: { router_mode: mode },
+        intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
+      });
+    }
+    case 'error_no_details': {
+      const code = arg || 'internal';
+      return errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { omitOptional: true });
+    }
+    case 'non_json':
+      return NON_JSON_REPLY;
+    case 'empty':
+      return EMPTY_REPLY;
+    case 'malformed_error':
+      return Buffer.from(JSON.stringify({ ok: false, error: 'decision_failed: error is not an object', context: ctx }));
+    default:
+      return undefined;
+  }
+}
+
 /** Every mode name (the part before ':'), for `--mode` validation and the docs. */
 const MODE_NAMES = Object.freeze([
   'normal',
@@ -405,28 +441,12 @@ function createHandler(cfg) {
       respond(FAST_REPLY);
       return;
     }
-    const colon = mode.indexOf(':');
-    const name = colon === -1 ? mode : mode.slice(0, colon);
-    const arg = colon === -1 ? '' : mode.slice(colon + 1);
     const ctx = replyContext(req, correlationHeaders(headers));
+    const { name, arg, reply: common } = commonMode(mode, ctx);
+    if (common !== undefined) return respond(common);
     switch (name) {
       case 'silence':
         return; // never answer
-      case 'error': {
-        const code = arg || 'internal';
-        respond(
-          errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
-            details: { router_mode: mode },
-            intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
-          }),
-        );
-        return;
-      }
-      case 'error_no_details': {
-        const code = arg || 'internal';
-        respond(errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { omitOptional: true }));
-        return;
-      }
       case 'intake': {
         const intake = arg || 'SCHEMA_VALIDATION_FAILED';
         respond(
@@ -452,12 +472,6 @@ function createHandler(cfg) {
         setTimeout(() => respond(reply), ms);
         return;
       }
-      case 'non_json':
-        respond(NON_JSON_REPLY);
-        return;
-      case 'empty':
-        respond(EMPTY_REPLY);
-        return;
       case 'no_ok':
         respond(Buffer.from(JSON.stringify({ decision: { provider_id: 'openai' }, context: ctx })));
         return;
@@ -466,9 +480,6 @@ function createHandler(cfg) {
         return;
       case 'json_array':
         respond(Buffer.from(JSON.stringify([{ ok: true }])));
-        return;
-      case 'malformed_error':
-        respond(Buffer.from(JSON.stringify({ ok: false, error: 'decision_failed: error is not an object', context: ctx })));
         return;
       case 'echo':
         respond(
@@ -645,36 +656,16 @@ function createAdminHandler(cfg) {
       respond(encode(answer(op, req, ctx, headers)));
       return;
     }
-    const colon = mode.indexOf(':');
-    const name = colon === -1 ? mode : mode.slice(0, colon);
-    const arg = colon === -1 ? '' : mode.slice(colon + 1);
+    const { name, arg, reply: common } = commonMode(mode, ctx);
+    if (common !== undefined) return respond(common);
     switch (name) {
       case 'silence':
         return;
-      case 'error': {
-        const code = arg || 'internal';
-        respond(errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { details: { router_mode: mode } }));
-        return;
-      }
-      case 'error_no_details': {
-        const code = arg || 'internal';
-        respond(errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { omitOptional: true }));
-        return;
-      }
       case 'delay': {
         const reply = encode(answer(op, req, ctx, headers));
         setTimeout(() => respond(reply), Number(arg) >= 0 ? Number(arg) : 0);
         return;
       }
-      case 'non_json':
-        respond(NON_JSON_REPLY);
-        return;
-      case 'empty':
-        respond(EMPTY_REPLY);
-        return;
-      case 'malformed_error':
-        respond(Buffer.from(JSON.stringify({ ok: false, error: 'not an object', context: ctx })));
-        return;
       case 'json_array':
         respond(Buffer.from(JSON.stringify([{ id: 'pii-validator' }])));
         return;

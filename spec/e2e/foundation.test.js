@@ -109,28 +109,34 @@ describe('the real stack', () => {
   });
 });
 
+/** `node scripts/run.js` on these ports (no NATS_URL: its own nats-server and Router). */
+function spawnRun(prefixName, port, natsPort) {
+  const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(natsPort) };
+  delete env.NATS_URL;
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', path.join(tmpRoot(), prefixName)], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const collect = (d) => {
+    out += d;
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return { child, exited, output: () => out };
+}
+
 describe('make run (scripts/run.js)', () => {
   test('starts nats-server, the Router and nginx, serves /healthz, and SIGTERM stops them all', async () => {
     const port = await freePort();
     const natsPort = await freePort();
-    const prefix = path.join(tmpRoot(), 'run-prefix');
-    const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(natsPort) };
-    delete env.NATS_URL;
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', prefix], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const run = spawnRun('run-prefix', port, natsPort);
+    const { child, exited } = run;
     let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
     try {
       const deadline = Date.now() + 30000;
-      while (!/Beamline gateway listening on http:\/\/127\.0\.0\.1:\d+/.test(out)) {
+      while (!/Beamline gateway listening on http:\/\/127\.0\.0\.1:\d+/.test((out = run.output()))) {
         if (Date.now() > deadline) throw new Error(`run did not come up:\n${out}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -150,7 +156,8 @@ describe('make run (scripts/run.js)', () => {
       });
       expect(c.json).toMatchObject({ tenant_id: 'demo', policy_id: 'default', complexity: { providers: 3 } });
       // The address was announced after nginx listened, and the hint after the address.
-      expect(out.indexOf('try: curl')).toBeGreaterThan(out.indexOf('Beamline gateway listening on'));
+      const all = run.output();
+      expect(all.indexOf('try: curl')).toBeGreaterThan(all.indexOf('Beamline gateway listening on'));
 
       child.kill('SIGTERM');
       const { code } = await exited;
@@ -169,27 +176,16 @@ describe('make run (scripts/run.js)', () => {
     const holder = net.createServer();
     await new Promise((r) => holder.listen(0, '127.0.0.1', r));
     const port = holder.address().port;
-    const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(await freePort()) };
-    delete env.NATS_URL;
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', path.join(tmpRoot(), 'run-taken')], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
+    const run = spawnRun('run-taken', port, await freePort());
     try {
-      const { code } = await new Promise((r) => child.on('exit', (c, signal) => r({ code: c, signal })));
+      const { code } = await run.exited;
+      const out = run.output();
       expect(code).toBe(1);
       expect(out).toContain(`port ${port} on 127.0.0.1 is already in use by another process`);
       expect(out).toContain(`GATEWAY_PORT=${port + 1} make run`);
       expect(out).not.toMatch(/listening on http|try: curl/);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
       holder.close();
     }
   });
