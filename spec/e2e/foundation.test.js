@@ -133,7 +133,7 @@ describe('make run (scripts/run.js)', () => {
     const natsPort = await freePort();
     const run = spawnRun('run-prefix', port, natsPort);
     const { child, exited } = run;
-    let out = '';
+    let out;
     try {
       const deadline = Date.now() + 30000;
       while (!/Beamline gateway listening on http:\/\/127\.0\.0\.1:\d+/.test((out = run.output()))) {
