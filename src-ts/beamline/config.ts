@@ -71,6 +71,8 @@ export interface ApiKeyConfig {
     /** SHA-256 of the key, 64 lower-case hex characters. */
     key_sha256: string;
     name?: string;
+    /** May call the admin nats_routes (CONTRACT §12). */
+    admin: boolean;
 }
 
 export interface AuthConfig {
@@ -103,6 +105,8 @@ export interface MigrationConfig {
     enabled: boolean;
     legacy_url?: string;
     share_percent: number;
+    /** Unknown paths go to the old gateway (CONTRACT §14); rendered into nginx.conf. */
+    proxy_unknown_paths: boolean;
     allow_override: boolean;
     legacy_timeout_ms: number;
     legacy_keepalive: number;
@@ -143,6 +147,21 @@ export interface DnsConfig {
     ipv6: boolean;
 }
 
+/** An HTTP → NATS request/reply route (CONTRACT §12), served by handlers/nats_route. */
+export interface NatsRouteConfig {
+    name: string;
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+    /** `/`-separated literals and `{name}` parameters. */
+    path: string;
+    subject: string;
+    body: "empty" | "forward" | "path_params";
+    timeout_ms?: number;
+    /** A key of `routes`: whose rate limit counts this route. */
+    rate_limit_route: string;
+    /** With auth on: only `admin: true` keys. */
+    admin: boolean;
+}
+
 export interface GatewayConfig {
     version: string;
     /** The hosts file's names resolved at render time: name (lower case) → address. */
@@ -151,9 +170,10 @@ export interface GatewayConfig {
     server: ServerConfig;
     log: LogConfig;
     nats: NatsConfig;
-    router: { decide_subject: string; request_timeout_ms: number };
+    router: { decide_subject: string; request_timeout_ms: number; admin_timeout_ms?: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig };
+    routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
+    nats_routes: NatsRouteConfig[];
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number };
     rate_limit: RateLimitBackendConfig;

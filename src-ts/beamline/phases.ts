@@ -5,6 +5,7 @@
 import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
+import * as nats_route from "./handlers/nats_route";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
@@ -25,6 +26,7 @@ const handlers: { [route: string]: Handler | undefined } = {
     messages: api.messages,
     decision_lookup: api.decision_lookup,
     metrics: metrics.serve,
+    ui_metrics: metrics.serve_ui,
     not_found: health.not_found,
 };
 
@@ -72,6 +74,20 @@ export function init(configPath: string): void {
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
+    install_nats_routes(cfg);
+}
+
+/**
+ * The configured NATS routes (§12): one handler per nginx location (a path), named after its
+ * first route; their requests count as API requests for /_metrics.
+ */
+function install_nats_routes(cfg: config.GatewayConfig): void {
+    for (const name of nats_route.configure(cfg)) {
+        handlers[name] = () => nats_route.serve(name);
+    }
+    const names: string[] = [];
+    for (const r of cfg.nats_routes) names.push(r.name);
+    metrics.add_ui_routes(names);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -111,6 +127,15 @@ export function log(): void {
     if (shadow_log) {
         traffic.after_response();
     }
+}
+
+/** content_by_lua of the error_page location of nginx's own `status` (413, CONTRACT §14). */
+export function nginx_error(status: number): void {
+    if (status === 413) {
+        return api.nginx_413();
+    }
+    ngx.log(ngx.ERR, "beamline: no handler for nginx error ", status);
+    return ngx.exit(500);
 }
 
 /** body_filter_by_lua of the API routes, rendered only with migration.shadow on. */
