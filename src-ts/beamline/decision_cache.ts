@@ -5,6 +5,7 @@
  * Keys are prefixed by the tenant, so another tenant never sees an entry.
  */
 import * as config from "./config";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_decisions";
 
@@ -22,7 +23,7 @@ export function store(tenant: string, request_id: string, message_id: string | u
     // Evicting old entries under memory pressure is fine: this is a cache, not a store.
     const [ok, err] = dict.set(key(tenant, request_id), body, ttl);
     if (!ok) {
-        ngx.log(ngx.WARN, "beamline: cannot cache decision: ", err);
+        log_line.write(ngx.WARN, "beamline: cannot cache decision: ", err);
     }
     if (message_id !== undefined && message_id !== request_id) {
         dict.set(key(tenant, message_id), body, ttl);

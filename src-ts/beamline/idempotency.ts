@@ -17,6 +17,7 @@
  */
 import * as config from "./config";
 import * as crypto from "./crypto";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_idempotency";
 const CTX_KEY = "beamline_idem_key";
@@ -86,7 +87,7 @@ export function begin(
     const d = get_dict();
     const [hash, herr] = crypto.sha256_hex(raw);
     if (d === undefined || hash === undefined) {
-        ngx.log(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
+        log_line.write(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
         return $multi("run", 0, "", "", "");
     }
     const k = entry_key(tenant, route, key);
@@ -102,14 +103,14 @@ export function begin(
             return $multi("run", 0, "", "", "");
         }
         if (err !== "exists") {
-            ngx.log(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
+            log_line.write(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
             return $multi("run", 0, "", "", "");
         }
         const [v] = d.get(k);
         if (typeof v === "string") {
             const [kind, stored_hash, status, rid, tid, body] = decode(v);
             if (kind === undefined) {
-                ngx.log(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
+                log_line.write(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
                 d.delete(k);
             } else if (stored_hash !== hash) {
                 return $multi("mismatch", 0, "", "", "");
@@ -143,7 +144,7 @@ export function complete(status: number, body: string, request_id: string, trace
     const [ok, err] = d.set(k, encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body), ttl);
     if (!ok) {
         // Could not store (too big for the dict): release, so a repeat runs instead of waiting.
-        ngx.log(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
+        log_line.write(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
         d.delete(k);
     }
 }

@@ -23,6 +23,7 @@
  */
 import * as connection from "./nats/connection";
 import * as util from "./util";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_metrics";
 
@@ -213,7 +214,7 @@ function get_dict(): NgxSharedDict | undefined {
         dict = ngx.shared[DICT];
         if (dict === undefined) {
             dict_missing = true;
-            ngx.log(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; metrics are off");
+            log_line.write(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; metrics are off");
         }
     }
     return dict;

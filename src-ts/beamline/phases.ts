@@ -11,6 +11,7 @@ import * as cors from "./cors";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
+import * as log_line from "./log_line";
 
 type Handler = () => void;
 
@@ -44,13 +45,32 @@ let shadow_log = false;
 function install_traffic_switch(cfg: config.GatewayConfig): void {
     traffic.configure(cfg.migration, cfg.limits.body_bytes);
     shadow_log = traffic.shadow_enabled();
+    // With auth on, the front door (key, tenant, rate limit) runs before the split (issue 17).
+    const admit = cfg.auth.enabled ? api.admit : undefined;
     for (const [route, handler] of pairs(api_handlers)) {
-        handlers[route as string] = cfg.migration.enabled ? () => traffic.dispatch(handler) : handler;
+        const name = route as string;
+        handlers[name] = cfg.migration.enabled ? () => traffic.dispatch(name, handler, admit) : handler;
     }
 }
 
 /** How often each worker adds its NATS counters to the shared metrics (seconds). */
 const METRICS_FLUSH_SECONDS = 1;
+
+/**
+ * At info and debug nginx itself writes request headers into the error log (e.g. `client sent
+ * duplicate header line: "Authorization: Bearer <key>"`): said once at start, where operators
+ * look (issue 17; the default is notice).
+ */
+function warn_log_level(level: string): void {
+    if (level === "info" || level === "debug") {
+        log_line.write(
+            ngx.WARN,
+            "beamline: log.level is ",
+            level,
+            ": nginx writes request headers, API keys included, into the error log at this level; use notice or above outside debugging",
+        );
+    }
+}
 
 /**
  * init_by_lua: load the validated config in the master so every worker inherits it. Loading
@@ -66,6 +86,7 @@ export function init(configPath: string): void {
     // The NATS client certificate is read here, in the master: workers may not read the key.
     const [tok, terr] = connection.load_client_cert(cfg.nats.tls);
     if (tok === undefined) error("beamline: " + terr, 0);
+    warn_log_level(cfg.log.level);
     // Lookup tables built once here are inherited by every worker.
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
@@ -78,11 +99,11 @@ export function init_worker(): void {
     const [ok, err] = connection.start({ ...cfg.nats, request_timeout_ms: cfg.router.request_timeout_ms });
     if (ok === undefined) {
         // The config was validated, so this is a bug; the worker still serves health and errors.
-        ngx.log(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
+        log_line.write(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
     }
     const [tok, terr] = ngx.timer.every(METRICS_FLUSH_SECONDS, metrics.on_timer);
     if (tok === undefined) {
-        ngx.log(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
+        log_line.write(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
     }
 }
 
@@ -91,7 +112,7 @@ export function content(route: string): void {
     const handler = handlers[route];
     if (handler === undefined) {
         // A template names a route the Lua side does not know: a build bug, not a client error.
-        ngx.log(ngx.ERR, "beamline: no handler for route ", route);
+        log_line.write(ngx.ERR, "beamline: no handler for route ", route);
         return ngx.exit(500);
     }
     handler();
@@ -120,7 +141,7 @@ export function body_filter(): void {
 export function shadow_content(route: string): void {
     const handler = api_handlers[route];
     if (handler === undefined) {
-        ngx.log(ngx.ERR, "beamline: no handler for route ", route);
+        log_line.write(ngx.ERR, "beamline: no handler for route ", route);
         return ngx.exit(500);
     }
     handler();

@@ -8,6 +8,7 @@
  * in `ngx.ctx`.
  */
 import json = require("./json");
+import * as log_line from "./log_line";
 
 const lower = string.lower;
 const find = string.find;
@@ -114,7 +115,7 @@ function read_body(limit_bytes: number): LuaMultiReturn<[string, undefined, unde
         }
         const [f] = io.open(path, "rb");
         if (f === undefined) {
-            ngx.log(ngx.ERR, "beamline.util: cannot open request body file");
+            log_line.write(ngx.ERR, "beamline.util: cannot open request body file");
             return $multi(undefined, "internal", "failed to read the request body");
         }
         const [size] = f.seek("end");
@@ -197,7 +198,7 @@ function json_response(status: number, body: unknown, headers?: HeaderMap): neve
     } else if (body !== undefined) {
         const [text, err] = json_encode(body);
         if (text === undefined) {
-            ngx.log(ngx.ERR, "beamline.util: cannot encode response body: ", err);
+            log_line.write(ngx.ERR, "beamline.util: cannot encode response body: ", err);
             status = 500;
             out = INTERNAL_BODY;
         } else {
@@ -231,7 +232,7 @@ function details_json(details: unknown): string {
     }
     const [text, err] = json_encode(details);
     if (text === undefined || find(text, "{", 1, true)[0] !== 1) {
-        ngx.log(ngx.ERR, "beamline.util: error details are not a JSON object: ", err);
+        log_line.write(ngx.ERR, "beamline.util: error details are not a JSON object: ", err);
         return "{}";
     }
     return text;
