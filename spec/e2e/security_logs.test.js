@@ -108,12 +108,20 @@ describe('log injection through the shadow-mismatch line (item 4)', () => {
     });
     try {
       const evil = 'x\x1b[2J\x1b[31m tenant_id=forged "q"\xff';
-      const res = await raw(gw, post([`X-Tenant-ID: ${evil}`, `X-Request-ID: r\x1b]0;t\x07 request_id=forged`, 'X-Trace-ID: t\x08\x08 trace_id=forged']));
+      const res = await raw(
+        gw,
+        post([`X-Tenant-ID: ${evil}`, `X-Request-ID: r\x1b]0;t\x07 request_id=forged`, 'X-Trace-ID: t\x08\x08 trace_id=forged']),
+      );
       // the old side answered (Node's parser refuses the control bytes: a 400 without a body)
       expect(res).toMatch(/\r\nX-Beamline-Gateway: legacy\r\n/);
       const deadline = Date.now() + 10000;
       let line;
-      while (!(line = gw.errorLog().split('\n').find((l) => l.includes('shadow mismatch')))) {
+      while (
+        !(line = gw
+          .errorLog()
+          .split('\n')
+          .find((l) => l.includes('shadow mismatch')))
+      ) {
         if (Date.now() > deadline) throw new Error(`no mismatch line:\n${gw.errorLog()}`);
         await sleep(50);
       }

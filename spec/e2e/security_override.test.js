@@ -58,12 +58,15 @@ describe('auth on, override allowed: the front door runs before the split', () =
         expect(r.headers['www-authenticate']).toBe('Bearer');
       }
     }
-    const lookup = await request(gw.url, { path: `${DECIDE}/some-id`, headers: { 'x-tenant-id': 'tenant-a', 'x-beamline-gateway': 'legacy' } });
+    const lookup = await request(gw.url, {
+      path: `${DECIDE}/some-id`,
+      headers: { 'x-tenant-id': 'tenant-a', 'x-beamline-gateway': 'legacy' },
+    });
     expect(lookup.status).toBe(401);
     expect(legacy.count).toBe(0);
   });
 
-  test("a key of another tenant (header or legacy body): 403 here, not forwarded", async () => {
+  test('a key of another tenant (header or legacy body): 403 here, not forwarded', async () => {
     legacy.reset();
     const h = await post(gw.url, { path: MESSAGES, tenant: 'tenant-c', headers: { 'x-api-key': KEY_A, 'x-beamline-gateway': 'legacy' } });
     expect(h.status).toBe(403);
@@ -79,7 +82,11 @@ describe('auth on, override allowed: the front door runs before the split', () =
     const r = await post(gw.url, { path: MESSAGES, tenant: 'tenant-a', headers: { authorization: `Bearer ${KEY_A}` } });
     expect(r.status).toBe(200);
     expect(r.headers['x-beamline-gateway']).toBe('legacy');
-    const n = await post(gw.url, { path: MESSAGES, tenant: 'tenant-a', headers: { authorization: `Bearer ${KEY_A}`, 'x-beamline-gateway': 'new' } });
+    const n = await post(gw.url, {
+      path: MESSAGES,
+      tenant: 'tenant-a',
+      headers: { authorization: `Bearer ${KEY_A}`, 'x-beamline-gateway': 'new' },
+    });
     expect(n.status).toBe(200);
     expect(n.headers['x-beamline-gateway']).toBe('new');
     expect(legacy.count).toBe(1);
@@ -106,7 +113,11 @@ describe('auth on, override allowed: the front door runs before the split', () =
 
   test('another method on an API route is answered here (405), never by the old gateway', async () => {
     legacy.reset();
-    const r = await request(gw.url, { method: 'PUT', path: DECIDE, headers: { 'x-beamline-gateway': 'legacy', 'x-tenant-id': 'tenant-a' } });
+    const r = await request(gw.url, {
+      method: 'PUT',
+      path: DECIDE,
+      headers: { 'x-beamline-gateway': 'legacy', 'x-tenant-id': 'tenant-a' },
+    });
     expect(r.status).toBe(405);
     expect(r.json.error.code).toBe('method_not_allowed');
     expect(legacy.count).toBe(0);
