@@ -57,6 +57,8 @@ export const NATS_PUBLISH_FAILURES = "gateway_nats_publish_failures_total";
 export const TRAFFIC_REQUESTS = "gateway_traffic_requests_total";
 export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
 export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
+export const IDEMPOTENCY_EVICTIONS = "gateway_idempotency_evictions_total";
+export const DECISION_EVICTIONS = "gateway_decision_cache_evictions_total";
 
 interface Family {
     name: string;
@@ -146,6 +148,23 @@ export const FAMILIES: Family[] = [
         id: "sd",
         label: "reason",
         help: "Requests not mirrored: concurrency (limit reached), too_large (body over max_body_bytes), timer, shutdown.",
+        plain: false,
+    },
+    // Per-tenant bounds of the local state (beamline.tenant_ring, issue 17).
+    {
+        name: IDEMPOTENCY_EVICTIONS,
+        type: "counter",
+        id: "ie",
+        label: "reason",
+        help: "Idempotency-Key records dropped or refused: tenant_quota (the tenant's own oldest, past max_keys_per_tenant), no_memory (the dict is full: the new request got 503).",
+        plain: false,
+    },
+    {
+        name: DECISION_EVICTIONS,
+        type: "counter",
+        id: "de",
+        label: "reason",
+        help: "Stored decisions dropped or refused: tenant_quota (the tenant's own oldest, past max_per_tenant), no_memory (the dict is full: not stored).",
         plain: false,
     },
 ];
@@ -337,6 +356,16 @@ export function traffic_request(side: string): void {
 /** One shadow comparison: match | mismatch | error. */
 export function shadow_result(result: string): void {
     add(labelled_key("sc", result), 1);
+}
+
+/** An Idempotency-Key record dropped (tenant_quota) or refused (no_memory). */
+export function idempotency_eviction(reason: string): void {
+    add(labelled_key("ie", reason), 1);
+}
+
+/** A stored decision dropped (tenant_quota) or refused (no_memory). */
+export function decision_eviction(reason: string): void {
+    add(labelled_key("de", reason), 1);
 }
 
 /** A request that was not mirrored, and why. */

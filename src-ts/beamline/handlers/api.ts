@@ -341,6 +341,9 @@ function handle(route: ApiRoute): void {
         if (state === "mismatch") {
             return fail(409, "conflict", "this Idempotency-Key was used with a different request body", c);
         }
+        if (state === "full") {
+            return fail(503, "unavailable", "the Idempotency-Key store is full; retry later", c, undefined, RETRY_AFTER);
+        }
     }
     // 11. the Router
     const [payload, nats_headers] = model.build_router_request(n);
