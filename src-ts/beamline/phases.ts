@@ -11,6 +11,7 @@ import * as cors from "./cors";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
+import * as utf8 from "./utf8";
 import * as log_line from "./log_line";
 
 type Handler = () => void;
@@ -119,11 +120,19 @@ export function content(route: string): void {
 }
 
 /**
- * log_by_lua (every request): request metrics, and the release of an Idempotency-Key whose
- * request ended without completing (only then is `$beamline_idem_pending` set).
+ * log_by_lua (every request): the access log's path made valid UTF-8, request metrics, and the
+ * release of an Idempotency-Key whose request ended without completing (only then is
+ * `$beamline_idem_pending` set).
  */
 export function log(): void {
-    if (ngx.var["beamline_idem_pending"] === "1") {
+    const v = ngx.var;
+    // The access log's path is the decoded URI: `%ff` would make the JSON line invalid UTF-8
+    // (dropped by strict pipelines). Runs before the access log is written; ASCII costs one scan.
+    const path = v["beamline_log_path"];
+    if (path !== undefined && utf8.has_high(path)) {
+        v["beamline_log_path_utf8"] = utf8.sanitize(path);
+    }
+    if (v["beamline_idem_pending"] === "1") {
         idempotency.release_unfinished();
     }
     metrics.log_request();

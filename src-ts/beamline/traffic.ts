@@ -50,6 +50,7 @@ const sfind = string.find;
 const smatch = string.match;
 const ssub = string.sub;
 const sgsub = string.gsub;
+const sgmatch = string.gmatch;
 const concat = table.concat;
 const random = math.random;
 
@@ -172,10 +173,54 @@ export function dispatch(route: string, handler: () => void, admit: Admit | unde
         }
     }
     if (side === "legacy") {
+        strip_hop_by_hop();
         return ngx.exec("@beamline_legacy");
     }
     ngx.header["X-Beamline-Gateway"] = "new";
     handler();
+}
+
+/** Never removed for being named in Connection: nginx frames the request with these itself. */
+const FRAMING: { [name: string]: boolean } = { host: true, "content-length": true, "transfer-encoding": true };
+
+/**
+ * Adds to `out` the header names listed in `value` (a Connection or Proxy-Connection value, or
+ * several), lower-cased; framing headers are left out.
+ */
+function add_tokens(value: NgxHeaderValue | undefined, out: { [name: string]: boolean }): void {
+    if (value === undefined) return;
+    if (typeof value !== "string") {
+        for (const x of value as string[]) add_tokens(x, out);
+        return;
+    }
+    for (const [token] of sgmatch(slower(value), "[^%s,]+")) {
+        if (FRAMING[token] !== true) out[token] = true;
+    }
+}
+
+/**
+ * The hop-by-hop headers of this request (RFC 9110 §7.6.1): those the client named in Connection
+ * and in the obsolete Proxy-Connection, and Proxy-Connection itself. Nil when there are none
+ * (a plain `Connection: keep-alive` names nothing else).
+ */
+function hop_by_hop(headers: { [name: string]: NgxHeaderValue | undefined }): { [name: string]: boolean } | undefined {
+    const c = headers["connection"];
+    const pc = headers["proxy-connection"];
+    if (pc === undefined && (c === undefined || c === "keep-alive" || c === "close")) return undefined;
+    const out: { [name: string]: boolean } = {};
+    add_tokens(c, out);
+    add_tokens(pc, out);
+    if (pc !== undefined) out["proxy-connection"] = true;
+    return out;
+}
+
+/** Before the proxy to the old gateway: removes the request's hop-by-hop headers. */
+function strip_hop_by_hop(): void {
+    const hop = hop_by_hop(util.request_headers());
+    if (hop === undefined) return;
+    for (const [name] of pairs(hop)) {
+        ngx.req.clear_header(name as string);
+    }
 }
 
 /** True inside the shadow listener's requests (the mirrored new path): no stored side effects. */
@@ -245,12 +290,22 @@ function drop(reason: string): void {
     metrics.shadow_dropped(reason);
 }
 
-/** The HTTP/1.0 request the mirror sends (the connection closes after the answer). */
-function build_request(method: string, uri: string, headers: { [name: string]: NgxHeaderValue | undefined }, body: string): string[] {
+/**
+ * The HTTP/1.0 request the mirror sends (the connection closes after the answer); without the
+ * fixed hop-by-hop headers and those the client named in Connection (`hop`).
+ */
+function build_request(
+    method: string,
+    uri: string,
+    headers: { [name: string]: NgxHeaderValue | undefined },
+    body: string,
+    hop: { [name: string]: boolean } | undefined,
+): string[] {
     const out: string[] = [method, " ", uri, " HTTP/1.0\r\nHost: beamline-shadow\r\nContent-Length: ", tostring(body.length), "\r\n"];
     for (const [k, v] of pairs(headers)) {
         const name = k as string;
-        if (SKIP_HEADERS[slower(name)] === true) continue;
+        const lname = slower(name);
+        if (SKIP_HEADERS[lname] === true || (hop !== undefined && hop[lname] === true)) continue;
         if (typeof v === "string") {
             out.push(name, ": ", v, "\r\n");
         } else {
@@ -282,7 +337,7 @@ export function after_response(): void {
     const job: Job = {
         route: v["beamline_route"] ?? "",
         side: v["beamline_side"] === "new" ? "new" : "legacy",
-        request: build_request(ngx.req.get_method(), v["request_uri"] ?? "/", headers, body),
+        request: build_request(ngx.req.get_method(), v["request_uri"] ?? "/", headers, body, hop_by_hop(util.request_headers())),
         status: ngx.status,
         body: c !== undefined ? concat(c.parts) : "",
         trace_id: v["sent_http_x_trace_id"] ?? v["http_x_trace_id"] ?? "",

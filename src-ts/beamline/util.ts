@@ -8,6 +8,7 @@
  * in `ngx.ctx`.
  */
 import json = require("./json");
+import utf8 = require("./utf8");
 import * as log_line from "./log_line";
 
 const lower = string.lower;
@@ -17,7 +18,7 @@ const json_decode = json.decode;
 const json_encode = json.encode;
 const ERR_TOO_DEEP = json.ERR_TOO_DEEP;
 
-export type BodyErrorCode = "payload_too_large" | "invalid_json" | "not_object" | "too_deep" | "empty_body" | "internal";
+export type BodyErrorCode = "payload_too_large" | "invalid_json" | "invalid_utf8" | "not_object" | "too_deep" | "empty_body" | "internal";
 
 export interface ErrorContext {
     request_id?: string;
@@ -139,6 +140,7 @@ function read_body(limit_bytes: number): LuaMultiReturn<[string, undefined, unde
 /**
  * Decodes a raw body that must be a JSON object.
  * Returns `object, nil` or `nil, code, message` with code `empty_body` (empty or whitespace),
+ * `invalid_utf8` (RFC 8259: the text must be UTF-8),
  * `too_deep` (nesting beyond `max_depth`, default 64), `invalid_json`, `not_object`.
  */
 function decode_body_json(
@@ -147,6 +149,10 @@ function decode_body_json(
 ): LuaMultiReturn<[{ [key: string]: unknown }, undefined, undefined] | [undefined, BodyErrorCode, string]> {
     if (find(raw, "^[ \t\n\r]*$")[0] !== undefined) {
         return $multi(undefined, "empty_body", "request body is empty");
+    }
+    // RFC 8259: JSON text is UTF-8; cjson does not check. One scan for a byte >= 0x80 first.
+    if (utf8.invalid_at(raw) !== undefined) {
+        return $multi(undefined, "invalid_utf8", "request body is not valid UTF-8");
     }
     const [value, err, is_object] = json_decode(raw, max_depth);
     if (err !== undefined) {
@@ -205,6 +211,8 @@ function json_response(status: number, body: unknown, headers?: HeaderMap): neve
             out = text;
         }
     }
+    // Every JSON body is valid UTF-8 (echoed paths, Router replies): invalid bytes become U+FFFD.
+    if (out !== undefined) out = utf8.sanitize(out);
     ngx.status = status;
     ngx.header["Content-Type"] = "application/json";
     if (headers !== undefined) {
