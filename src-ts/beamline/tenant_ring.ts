@@ -27,7 +27,13 @@ export function reclaim(d: NgxSharedDict): boolean {
  * tenant's record `max` claims ago when it is still there. Returns true when one was deleted,
  * and an error when the claim could not be tracked (the record stays; the dict bounds it).
  */
-export function track(d: NgxSharedDict, tenant: string, key: string, max: number, ttl: number): LuaMultiReturn<[boolean, string | undefined]> {
+export function track(
+    d: NgxSharedDict,
+    tenant: string,
+    key: string,
+    max: number,
+    ttl: number,
+): LuaMultiReturn<[boolean, string | undefined]> {
     const ck = "|S|" + tenant;
     let [seq, err] = d.incr(ck, 1);
     if (seq === undefined) {
