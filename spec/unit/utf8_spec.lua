@@ -12,6 +12,16 @@ describe("beamline.utf8", function()
     assert.is_true(utf8.has_high("caf\195\169"))
   end)
 
+  it("finds a high byte at every position, across the four-byte words", function()
+    for n = 1, 13 do
+      assert.is_false(utf8.has_high(string.rep("a", n)), n)
+      for at = 1, n do
+        local s = string.rep("a", at - 1) .. "\128" .. string.rep("a", n - at)
+        assert.is_true(utf8.has_high(s), n .. "/" .. at)
+      end
+    end
+  end)
+
   it("finds invalid bytes: stray continuation, truncated, overlong, surrogate, above U+10FFFF, 0xff", function()
     assert.equal(2, utf8.invalid_at("a\128b"))
     assert.equal(4, utf8.invalid_at("abc\195"))
