@@ -5,45 +5,15 @@
 // forwarded to the old gateway (RFC 9110 §7.6.1). Real nginx, nats-server, Router, fake old gateway.
 const fs = require('fs');
 const path = require('path');
-const net = require('net');
 const { startGateway, request } = require('../support/gateway');
 const { startNats, startRouter, stopAll } = require('../support/processes');
 const { startLegacy } = require('../support/legacy');
+const { rawExchange } = require('../support/raw_http');
 const { DECIDE, post, sleep } = require('../support/api');
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 
-/** Sends raw bytes; resolves {status, headers, body: Buffer} (a chunked body decoded). */
-function raw(gw, bytes) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ port: gw.port, host: '127.0.0.1' });
-    const chunks = [];
-    sock.on('data', (c) => chunks.push(c));
-    sock.on('end', () => {
-      const all = Buffer.concat(chunks);
-      const end = all.indexOf('\r\n\r\n');
-      const head = all.subarray(0, end).toString('latin1').split('\r\n');
-      const headers = {};
-      for (const l of head.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
-      let body = all.subarray(end + 4);
-      if (/chunked/i.test(headers['transfer-encoding'] || '')) {
-        const parts = [];
-        for (let at = 0; ;) {
-          const nl = body.indexOf('\r\n', at);
-          const size = parseInt(body.subarray(at, nl).toString('latin1'), 16);
-          if (!(size > 0)) break;
-          parts.push(body.subarray(nl + 2, nl + 2 + size));
-          at = nl + 2 + size + 2;
-        }
-        body = Buffer.concat(parts);
-      }
-      resolve({ status: Number(head[0].split(' ')[1]), headers, body });
-    });
-    sock.on('error', reject);
-    sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
-    sock.write(bytes);
-  });
-}
+const raw = (gw, bytes) => rawExchange(gw.port, bytes);
 
 const rawPost = (tenant, body) =>
   Buffer.concat([
