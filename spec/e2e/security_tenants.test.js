@@ -32,7 +32,7 @@ async function tenantB(gw, key) {
 
 const lookup = (gw, tenant, id) => request(gw.url, { path: `${DECIDE}/${id}`, headers: { 'x-tenant-id': tenant } });
 
-test("6,000 fresh keys from tenant A (1 MiB dicts) neither evict B's record nor B's decision", async () => {
+test("6,000 fresh keys (and 3,000 more decisions) from tenant A (1 MiB dicts) neither evict B's record nor B's decision", async () => {
   const gw = await startGateway({
     natsUrl: nats.url,
     configure: configure({ idempotency: { size_mb: 1 }, decision_cache: { size_mb: 1 } }),
@@ -57,6 +57,21 @@ test("6,000 fresh keys from tenant A (1 MiB dicts) neither evict B's record nor 
       },
     });
     expect(res.errors).toBe(0);
+    // and 3,000 without a key: their decisions alone overfill the 1 MiB decision cache
+    const plain = await runLoad({
+      url: gw.url,
+      concurrency: 16,
+      count: 3000,
+      durationMs: 180000,
+      request: (i) => ({
+        method: 'POST',
+        path: DECIDE,
+        headers: { 'content-type': 'application/json', 'x-tenant-id': 'tenant-a' },
+        body: decideBody({ request_id: `a-plain-${i}` }),
+      }),
+      onResponse: (r) => expect(r.status).toBe(200),
+    });
+    expect(plain.errors).toBe(0);
     const again = await tenantB(gw, 'b-key-1');
     expect(again).toEqual({ ...first, replayed: true });
     const d = await lookup(gw, 'tenant-b', first.id);
