@@ -107,6 +107,7 @@ describe('hop-by-hop headers towards the old gateway (item 6)', () => {
         ),
       );
       expect(res.headers['x-beamline-gateway']).toBe('legacy');
+      expect(res.headers['x-content-type-options']).toBe('nosniff'); // the old gateway's answers too
       expect(legacy.requests).toHaveLength(1);
       const h = legacy.requests[0].headers;
       expect(h['x-kept']).toBe('3');
