@@ -12,6 +12,9 @@ const HEADER_NAME = "^[!#%&'*+.^_`|~0-9A-Za-z-]+$";
 const ORIGIN = '^(\\*|https?://[A-Za-z0-9.-]+(:\\d{1,5})?|https?://\\[[0-9A-Fa-f:]+\\](:\\d{1,5})?)$';
 const TENANT_ID = '^[A-Za-z0-9._:-]{1,128}$';
 const SHA256_HEX = '^[0-9a-fA-F]{64}$';
+// A client network for nginx's geo module: an IPv4 or IPv6 address with an optional /prefix.
+const CIDR = '^(\\d{1,3}(\\.\\d{1,3}){3}(/\\d{1,2})?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/\\d{1,3})?)$';
+const cidrList = { type: 'array', maxItems: 1000, uniqueItems: true, default: [], items: { type: 'string', pattern: CIDR, maxLength: 64 } };
 // The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
 // [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
 const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
@@ -115,7 +118,10 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        level: { enum: ['debug', 'info', 'notice', 'warn', 'error', 'crit'], default: 'info' },
+        // nginx writes request headers (API keys included) into its own lines at info and debug
+        // (e.g. "client sent duplicate header line"): notice is the lowest level that never
+        // does; the gateway warns at start when info or debug is set (docs/SECURITY.md).
+        level: { enum: ['debug', 'info', 'notice', 'warn', 'error', 'crit'], default: 'notice' },
         // Access log destination: a path (relative to the runtime prefix), "stdout", or "off".
         access_log: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: 'logs/access.log' },
         // 0: one write(2) per request. N > 0: nginx buffers N KiB of lines per worker and writes
@@ -259,6 +265,9 @@ const schema = {
       properties: {
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 300 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 16 },
+        // Stored decisions per tenant (each decide may store two ids); past it the tenant's own
+        // oldest go first, so a tenant cannot push another one's decisions out (docs/SECURITY.md).
+        max_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
       },
     },
     // Where the per-route limits (routes.*.rate_limit) are counted.
@@ -302,6 +311,9 @@ const schema = {
         enabled: { type: 'boolean', default: true },
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 86400 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 32 },
+        // Idempotency-Key records per tenant; past it the tenant's own oldest go first, and a
+        // tenant within its share is never evicted by another (docs/SECURITY.md).
+        max_keys_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
       },
     },
     auth: {
@@ -376,6 +388,17 @@ const schema = {
         max_age_seconds: { type: 'integer', minimum: 0, maximum: 86400, default: 600 },
       },
     },
+    // What /health tells whom: the NATS server address and the version only with `details: true`
+    // or to clients in `details_from` (CIDRs); /healthz, /readyz and /health/live stay minimal.
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        details: { type: 'boolean', default: false },
+        details_from: cidrList,
+      },
+    },
     metrics: {
       type: 'object',
       additionalProperties: false,
@@ -401,8 +424,11 @@ const schema = {
         // A path this gateway does not serve is proxied to the old gateway instead of 404
         // (CONTRACT §14), marked X-Beamline-Gateway: legacy. Only while enabled.
         proxy_unknown_paths: { type: 'boolean', default: true },
-        // Honour X-Beamline-Gateway: legacy|new on a request (forces that side).
-        allow_override: { type: 'boolean', default: true },
+        // Honour X-Beamline-Gateway: legacy|new on a request (forces that side). Off by default:
+        // with auth on only requests with a valid key may use it (docs/RUNBOOK.md).
+        allow_override: { type: 'boolean', default: false },
+        // Client networks (CIDRs) whose requests may use the override; empty: any client.
+        override_from: cidrList,
         // connect / send / read timeout towards the old gateway.
         legacy_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 10000 },
         // idle keep-alive connections to the old gateway, per worker.
@@ -441,6 +467,7 @@ const schema = {
 module.exports = {
   schema,
   RESOLVER,
+  CIDR,
   NGINX_SAFE,
   ORIGIN,
   HEADER_NAME,

@@ -142,6 +142,9 @@ function migrationView(config, prefix) {
     server: u.hostport,
     host_header: u.port === 80 ? u.host : u.hostport,
     keepalive: m.legacy_keepalive,
+    // X-Beamline-Gateway honoured for clients in override_from (any client when it is empty).
+    override_any: m.override_from.length === 0,
+    override_from: m.override_from,
     timeout_ms: m.legacy_timeout_ms,
     shadow: m.shadow.enabled,
     sockets,

@@ -88,6 +88,8 @@ describe('nginx syntax injection is rejected', () => {
     ['nats:\n  name: "gw;x"\n', 'nats.name: must match'],
     ['nats:\n  user: u\n  password: "p\\u0000"\n', 'nats.password: must not contain control characters'],
     ['nats:\n  tls:\n    ca_file: "/etc/ca.pem;"\n', 'nats.tls.ca_file: must not contain nginx syntax'],
+    ['health:\n  details_from: ["10.0.0.0/8 1; evil"]\n', 'health.details_from[0]'],
+    ['migration:\n  override_from: ["10.0.0.0/8}"]\n', 'migration.override_from[0]'],
   ])('%j', (text, expected) => {
     expect(problems(text).join('\n')).toContain(expected);
   });
@@ -168,7 +170,10 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
       on_error: 'fail_open',
       retry_after_ms: 1000,
     });
-    expect(config.idempotency).toEqual({ enabled: true, ttl_seconds: 86400, size_mb: 32 });
+    expect(config.idempotency).toEqual({ enabled: true, ttl_seconds: 86400, size_mb: 32, max_keys_per_tenant: 10000 });
+    expect(config.decision_cache.max_per_tenant).toBe(10000);
+    expect(config.log.level).toBe('notice');
+    expect(config.health).toEqual({ details: false, details_from: [] });
     expect(config.auth).toEqual({ enabled: false, api_keys: [] });
     expect(config.cors).toMatchObject({ allowed_origins: [], allow_credentials: false, max_age_seconds: 600 });
     expect(config.cors.allowed_headers).toContain('Idempotency-Key');

@@ -59,7 +59,7 @@ function configure(legacyUrl, share) {
       decide: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
       messages: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
     };
-    raw.migration = { enabled: true, legacy_url: legacyUrl, share_percent: share };
+    raw.migration = { enabled: true, legacy_url: legacyUrl, share_percent: share, allow_override: true };
   };
 }
 

@@ -12,7 +12,7 @@ describe("beamline.idempotency", function()
     stub.install({ var = {} })
     dict = fake.new()
     ngx.shared = { beamline_idempotency = dict }
-    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1 } })
+    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000 } })
     package.loaded["beamline.idempotency"] = nil
     idem = require("beamline.idempotency")
   end)
@@ -69,5 +69,40 @@ describe("beamline.idempotency", function()
     idem.complete(429, "{}", "r", "t")
     ngx.ctx = {}
     assert.equal("replay", (idem.begin("t1", "decide", "k", "body", 5000)))
+  end)
+
+  it("keeps at most max_keys_per_tenant records per tenant: its own oldest go first, never another's", function()
+    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 3 } })
+    local function store(tenant, key)
+      ngx.ctx = {}
+      assert.equal("run", (idem.begin(tenant, "decide", key, "body", 5000)))
+      idem.complete(200, '{"ok":true}', "r-" .. key, "t")
+    end
+    store("b", "kb")
+    for i = 1, 5 do store("a", "k" .. i) end
+    local function state(tenant, key)
+      ngx.ctx = {}
+      return (idem.begin(tenant, "decide", key, "body", 5000))
+    end
+    assert.equal("replay", state("b", "kb"))
+    assert.equal("replay", state("a", "k5"))
+    assert.equal("replay", state("a", "k3"))
+    assert.equal("run", state("a", "k1")) -- evicted by its own tenant's newer keys
+  end)
+
+  it("a full dict refuses a new key (full) instead of evicting anyone", function()
+    dict = fake.new(nil, 4)
+    ngx.shared = { beamline_idempotency = dict }
+    ngx.ctx = {}
+    assert.equal("run", (idem.begin("b", "decide", "kb", "body", 5000)))
+    idem.complete(200, '{"ok":true}', "r", "t")
+    local states = {}
+    for i = 1, 4 do
+      ngx.ctx = {}
+      states[i] = (idem.begin("a", "decide", "k" .. i, "body", 5000))
+    end
+    assert.same({ "run", "full", "full", "full" }, states)
+    ngx.ctx = {}
+    assert.equal("replay", (idem.begin("b", "decide", "kb", "body", 5000)))
   end)
 end)

@@ -13,6 +13,7 @@
 import type { AuthConfig } from "./config";
 import * as crypto from "./crypto";
 import * as util from "./util";
+import * as log_line from "./log_line";
 
 const sfind = string.find;
 const slower = string.lower;
@@ -77,7 +78,7 @@ export function presented_key(): string | undefined {
 export function tenant_for_key(key: string): LuaMultiReturn<[string | undefined, boolean]> {
     const [digest, err] = sha256_hex(key);
     if (digest === undefined) {
-        ngx.log(ngx.ERR, "beamline: cannot hash the API key: ", err);
+        log_line.write(ngx.ERR, "beamline: cannot hash the API key: ", err);
         return $multi(undefined, false);
     }
     const entry = by_digest[digest];

@@ -64,6 +64,8 @@ export interface IdempotencyConfig {
     enabled: boolean;
     ttl_seconds: number;
     size_mb: number;
+    /** Records per tenant; past it the tenant's own oldest go first. */
+    max_keys_per_tenant: number;
 }
 
 export interface ApiKeyConfig {
@@ -108,6 +110,8 @@ export interface MigrationConfig {
     /** Unknown paths go to the old gateway (CONTRACT §14); rendered into nginx.conf. */
     proxy_unknown_paths: boolean;
     allow_override: boolean;
+    /** Client networks (CIDRs) allowed to use the override (rendered into a geo map); empty: any. */
+    override_from: string[];
     legacy_timeout_ms: number;
     legacy_keepalive: number;
     shadow: ShadowConfig;
@@ -175,12 +179,14 @@ export interface GatewayConfig {
     routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
     nats_routes: NatsRouteConfig[];
     response_format: "canonical" | "flat";
-    decision_cache: { ttl_seconds: number; size_mb: number };
+    decision_cache: { ttl_seconds: number; size_mb: number; max_per_tenant: number };
     rate_limit: RateLimitBackendConfig;
     idempotency: IdempotencyConfig;
     auth: AuthConfig;
     cors: CorsConfig;
     metrics: { size_mb: number };
+    /** /health details (NATS server, version): always, or for clients in details_from (a geo map). */
+    health: { details: boolean; details_from: string[] };
     migration: MigrationConfig;
 }
 

@@ -12,11 +12,20 @@
  * with the original X-Request-Id / X-Trace-Id. The owner `complete`s with its final status: < 500
  * stores the response, a 5xx deletes the entry so the client may retry. If the request dies
  * without completing, the log phase (`release_unfinished`) deletes its in-flight entry.
- * The hash is part of each entry, so an entry evicted under memory pressure can only be missing,
- * never answer for another body.
+ * The hash is part of each entry, so an entry that is gone can only be missing, never answer for
+ * another body.
+ *
+ * Per-tenant bound (issue 17): entries are written with `safe_add`/`safe_set` only, so nginx never
+ * evicts one tenant's entry to make room for another's; each tenant keeps at most
+ * `max_keys_per_tenant` (beamline.tenant_ring: past it, its own oldest go first). A full dict
+ * refuses a new key with `full` (the handler answers 503: running it unrecorded could run a retry
+ * twice). Both are counted in gateway_idempotency_evictions_total{reason}.
  */
 import * as config from "./config";
 import * as crypto from "./crypto";
+import * as metrics from "./metrics";
+import * as tenant_ring from "./tenant_ring";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_idempotency";
 const CTX_KEY = "beamline_idem_key";
@@ -28,7 +37,7 @@ const sformat = string.format;
 const tonum = tonumber;
 const ceil = math.ceil;
 
-export type Begin = "run" | "replay" | "in_flight" | "mismatch";
+export type Begin = "run" | "replay" | "in_flight" | "mismatch" | "full";
 
 /** The dict key: tenant ids and route names cannot contain "|", and the client key comes last. */
 export function entry_key(tenant: string, route: string, key: string): string {
@@ -86,30 +95,38 @@ export function begin(
     const d = get_dict();
     const [hash, herr] = crypto.sha256_hex(raw);
     if (d === undefined || hash === undefined) {
-        ngx.log(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
+        log_line.write(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
         return $multi("run", 0, "", "", "");
     }
     const k = entry_key(tenant, route, key);
     const lock_ttl = ceil(timeout_ms / 1000) + 60;
     // Two rounds: an entry may expire between a failed add and the get.
     for (let round = 0; round < 2; round++) {
-        const [ok, err] = d.add(k, "P" + hash, lock_ttl);
+        let [ok, err] = d.safe_add(k, "P" + hash, lock_ttl);
+        if (!ok && err === "no memory" && tenant_ring.reclaim(d)) [ok, err] = d.safe_add(k, "P" + hash, lock_ttl);
         if (ok) {
             const ctx = ngx.ctx;
             ctx[CTX_KEY] = k;
             ctx[CTX_HASH] = hash;
             ngx.var[PENDING_VAR] = "1";
+            const cfg = config.get().idempotency;
+            const [evicted] = tenant_ring.track(d, tenant, k, cfg.max_keys_per_tenant, cfg.ttl_seconds);
+            if (evicted) metrics.idempotency_eviction("tenant_quota");
             return $multi("run", 0, "", "", "");
         }
+        if (err === "no memory") {
+            metrics.idempotency_eviction("no_memory");
+            return $multi("full", 0, "", "", "");
+        }
         if (err !== "exists") {
-            ngx.log(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
+            log_line.write(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
             return $multi("run", 0, "", "", "");
         }
         const [v] = d.get(k);
         if (typeof v === "string") {
             const [kind, stored_hash, status, rid, tid, body] = decode(v);
             if (kind === undefined) {
-                ngx.log(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
+                log_line.write(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
                 d.delete(k);
             } else if (stored_hash !== hash) {
                 return $multi("mismatch", 0, "", "", "");
@@ -140,10 +157,13 @@ export function complete(status: number, body: string, request_id: string, trace
         return;
     }
     const ttl = config.get().idempotency.ttl_seconds;
-    const [ok, err] = d.set(k, encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body), ttl);
+    const entry = encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body);
+    let [ok, err] = d.safe_set(k, entry, ttl);
+    if (!ok && err === "no memory" && tenant_ring.reclaim(d)) [ok, err] = d.safe_set(k, entry, ttl);
     if (!ok) {
+        if (err === "no memory") metrics.idempotency_eviction("no_memory");
         // Could not store (too big for the dict): release, so a repeat runs instead of waiting.
-        ngx.log(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
+        log_line.write(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
         d.delete(k);
     }
 }

@@ -23,6 +23,7 @@
  */
 import * as connection from "./nats/connection";
 import * as util from "./util";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_metrics";
 
@@ -57,6 +58,8 @@ export const TRAFFIC_REQUESTS = "gateway_traffic_requests_total";
 export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
 export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
 export const METRICS_UPDATES_LOST = "gateway_metrics_updates_lost_total";
+export const IDEMPOTENCY_EVICTIONS = "gateway_idempotency_evictions_total";
+export const DECISION_EVICTIONS = "gateway_decision_cache_evictions_total";
 
 interface Family {
     name: string;
@@ -155,6 +158,23 @@ export const FAMILIES: Family[] = [
         help: "Requests not mirrored: concurrency (limit reached), too_large (body over max_body_bytes), timer, shutdown.",
         plain: false,
     },
+    // Per-tenant bounds of the local state (beamline.tenant_ring, issue 17).
+    {
+        name: IDEMPOTENCY_EVICTIONS,
+        type: "counter",
+        id: "ie",
+        label: "reason",
+        help: "Idempotency-Key records dropped or refused: tenant_quota (the tenant's own oldest, past max_keys_per_tenant), no_memory (the dict is full: the new request got 503).",
+        plain: false,
+    },
+    {
+        name: DECISION_EVICTIONS,
+        type: "counter",
+        id: "de",
+        label: "reason",
+        help: "Stored decisions dropped or refused: tenant_quota (the tenant's own oldest, past max_per_tenant), no_memory (the dict is full: not stored).",
+        plain: false,
+    },
 ];
 
 const ID: { [name: string]: string } = {};
@@ -221,7 +241,7 @@ function get_dict(): NgxSharedDict | undefined {
         dict = ngx.shared[DICT];
         if (dict === undefined) {
             dict_missing = true;
-            ngx.log(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; metrics are off");
+            log_line.write(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; metrics are off");
         }
     }
     return dict;
@@ -277,7 +297,7 @@ function lost_update(err: string | undefined): void {
     const now = ngx.now();
     if (now - lost_logged_at >= LOST_LOG_SECONDS) {
         lost_logged_at = now;
-        ngx.log(
+        log_line.write(
             ngx.ERR,
             "beamline: the metrics dict ",
             DICT,
@@ -377,6 +397,16 @@ export function traffic_request(side: string): void {
 /** One shadow comparison: match | mismatch | error. */
 export function shadow_result(result: string): void {
     add(labelled_key("sc", result), 1);
+}
+
+/** An Idempotency-Key record dropped (tenant_quota) or refused (no_memory). */
+export function idempotency_eviction(reason: string): void {
+    add(labelled_key("ie", reason), 1);
+}
+
+/** A stored decision dropped (tenant_quota) or refused (no_memory). */
+export function decision_eviction(reason: string): void {
+    add(labelled_key("de", reason), 1);
 }
 
 /** A request that was not mirrored, and why. */

@@ -14,6 +14,7 @@
 import * as config from "./config";
 import * as metrics from "./metrics";
 import * as redis_counter from "./redis_counter";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_ratelimit";
 const floor = math.floor;
@@ -49,14 +50,14 @@ function count_local(key: string, window: number): number {
     if (dict === undefined) {
         dict = ngx.shared[DICT];
         if (dict === undefined) {
-            ngx.log(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; rate limits are off");
+            log_line.write(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; rate limits are off");
             return 0;
         }
     }
     const [n, err] = dict.incr(key, 1, 0, window);
     if (n === undefined) {
         // Only "no memory" when even eviction cannot make room: let the request through.
-        ngx.log(ngx.ERR, "beamline: rate limit counter failed: ", err);
+        log_line.write(ngx.ERR, "beamline: rate limit counter failed: ", err);
         return 0;
     }
     return n;
@@ -84,7 +85,7 @@ export function check(route: string, tenant: string): LuaMultiReturn<[Outcome, n
         if (n === undefined) {
             const mode = backend.redis.on_error;
             metrics.rate_limit_backend_error(mode);
-            ngx.log(ngx.WARN, "beamline: Redis rate limit unavailable (", mode, "): ", err);
+            log_line.write(ngx.WARN, "beamline: Redis rate limit unavailable (", mode, "): ", err);
             if (mode === "fail_closed") {
                 return $multi("unavailable", limit, window, retry_after(now, reset));
             }

@@ -24,6 +24,7 @@ import * as rate_limit from "../rate_limit";
 import * as idempotency from "../idempotency";
 import * as metrics from "../metrics";
 import * as traffic from "../traffic";
+import * as log_line from "../log_line";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -35,6 +36,9 @@ type ApiRoute = "decide" | "messages";
 export type Context = model.DecideErrorContext;
 
 const RETRY_AFTER = { "Retry-After": "1" };
+/** ngx.ctx key: the API key's tenant of a request admitted by the traffic switch's front door. */
+const ADMITTED = "beamline_admitted";
+const ADMITTED_ADMIN = "beamline_admitted_admin";
 const WWW_AUTHENTICATE = { "WWW-Authenticate": "Bearer" };
 /** `details.endpoint` of a 429: the route's path. */
 const ENDPOINTS = { decide: "/api/v1/routes/decide", messages: "/api/v1/messages", decision_lookup: "/api/v1/routes/decide/{id}" };
@@ -119,6 +123,9 @@ function raw_headers(): model.DecideHeaders {
  * key; ends the request with 401 when auth is on and the key is missing or unknown.
  */
 export function authenticate(): LuaMultiReturn<[string | undefined, boolean]> {
+    // Already checked at the front door of the traffic switch (admit): not hashed twice.
+    const admitted = ngx.ctx[ADMITTED] as string | undefined;
+    if (admitted !== undefined) return $multi(admitted, ngx.ctx[ADMITTED_ADMIN] === true);
     const [tenant, off, admin] = auth.authenticate();
     if (off) return $multi(undefined, false);
     if (tenant === undefined) {
@@ -145,9 +152,19 @@ export function check_key_tenant(key_tenant: string | undefined, tenant: string,
  * Rate-limit step (§5): counts the request on config route `limit_route`; ends it with 429 (or
  * 503 when the Redis backend is down and `fail_closed`). The headers stay on later responses.
  */
-export function apply_rate_limit(limit_route: string, endpoint: string, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
+export function apply_rate_limit(
+    limit_route: string,
+    endpoint: string,
+    tenant: string,
+    body: unknown,
+    hdr: model.DecideHeaders,
+    front_door?: boolean,
+): void {
+    // Counted once: the front door of the traffic switch (admit) already counted this tenant.
+    if (ngx.ctx[ADMITTED] === tenant) return;
     const [outcome, limit, window, retry] = rate_limit.check(limit_route, tenant);
     if (outcome === "allowed") return;
+    if (front_door === true) cors.apply();
     const c = model.error_context(body, hdr, false);
     if (outcome === "unavailable") {
         return fail(503, "unavailable", "the rate limiter is unavailable", c, undefined, RETRY_AFTER);
@@ -253,7 +270,7 @@ export function call_router(payload: string, nats_headers: string[], subject: st
                 limit_bytes: max,
             });
         }
-        ngx.log(ngx.ERR, "beamline: router request failed: ", failure, " trace_id=", c.trace_id);
+        log_line.write(ngx.ERR, "beamline: router request failed: ", failure, " trace_id=", c.trace_id);
         return fail(500, "internal", "internal error", c);
     }
     return reply;
@@ -268,7 +285,7 @@ export function map_router_reply(reply: string, c: Context): router_reply.Mapped
     ngx.var["beamline_router_code"] =
         mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
     if (mapped.body === undefined) {
-        ngx.log(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", c.trace_id);
+        log_line.write(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", c.trace_id);
         return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
     }
     return mapped;
@@ -339,7 +356,7 @@ function handle(route: ApiRoute): void {
         if (body_err === "payload_too_large") {
             return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", c, { limit_bytes: limit });
         }
-        ngx.log(ngx.ERR, "beamline: cannot read request body: ", body_msg);
+        log_line.write(ngx.ERR, "beamline: cannot read request body: ", body_msg);
         return fail(500, "internal", "internal error", c);
     }
     const [body, , json_msg] = util.decode_body_json(raw);
@@ -378,6 +395,9 @@ function handle(route: ApiRoute): void {
         }
         if (state === "mismatch") {
             return fail(409, "conflict", "this Idempotency-Key was used with a different request body", c);
+        }
+        if (state === "full") {
+            return fail(503, "unavailable", "the Idempotency-Key store is full; retry later", c, undefined, RETRY_AFTER);
         }
     }
     // 11. the Router
@@ -462,4 +482,39 @@ export function nginx_413(): void {
     set_id_headers(c);
     const limit = config.get().limits.body_bytes;
     util.json_response(413, util.error_body("payload_too_large", "request body too large", { limit_bytes: limit }, c));
+}
+
+/**
+ * The front door of the traffic switch (beamline.traffic.dispatch), with auth on: runs before the
+ * split, for both sides. The API key (401), the key's tenant against the request's (X-Tenant-ID,
+ * else the legacy body's; 403) and the tenant's rate limit (429) are checked here, so the old
+ * gateway only ever receives requests this gateway would have let in. Returns the key's tenant,
+ * or nil for a request that is not an API call (another method, a CORS preflight): the switch
+ * then answers it here (405 / 204), never on the old side.
+ */
+export function admit(route: string): string | undefined {
+    const method = ngx.req.get_method();
+    if (route === "decision_lookup" ? method !== "GET" && method !== "HEAD" : method !== "POST") return undefined;
+    const [key_tenant, key_admin] = auth.authenticate();
+    if (key_tenant === undefined) {
+        cors.apply();
+        const [t] = authenticate(); // the 401, with the ids of the new path
+        return t;
+    }
+    const hdr: model.DecideHeaders = {};
+    let tenant = single_header("x-tenant-id", "X-Tenant-ID", hdr);
+    if (tenant === undefined && route !== "decision_lookup") {
+        const [raw] = util.read_body(body_limit());
+        if (raw !== undefined && raw !== "") tenant = traffic.tenant_from_body(raw);
+    }
+    if (tenant !== undefined && tenant !== "" && tenant !== key_tenant) {
+        cors.apply();
+        check_key_tenant(key_tenant, tenant, undefined, raw_headers());
+    }
+    // The lookup counts against the decide route's limit (§10), as on the new path.
+    const limit_route: ApiRoute = route === "messages" ? "messages" : "decide";
+    apply_rate_limit(limit_route, ENDPOINTS[route as ApiRoute | "decision_lookup"], key_tenant, undefined, raw_headers(), true);
+    ngx.ctx[ADMITTED] = key_tenant;
+    ngx.ctx[ADMITTED_ADMIN] = key_admin;
+    return key_tenant;
 }

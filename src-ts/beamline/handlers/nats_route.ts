@@ -20,6 +20,7 @@
  */
 import type { GatewayConfig, NatsRouteConfig } from "../config";
 import * as util from "../util";
+import * as log_line from "../log_line";
 import * as ids from "../ids";
 import * as json from "../json";
 import * as model from "../request_model";
@@ -155,7 +156,7 @@ function forward_body(c: api.Context): string {
         if (body_err === "payload_too_large") {
             return api.fail(413, "payload_too_large", "request body larger than " + limit + " bytes", c, { limit_bytes: limit });
         }
-        ngx.log(ngx.ERR, "beamline: cannot read request body: ", body_msg);
+        log_line.write(ngx.ERR, "beamline: cannot read request body: ", body_msg);
         return api.fail(500, "internal", "internal error", c);
     }
     const media_error = api.content_type_ok() ? api.content_encoding_error() : "Content-Type must be application/json";
@@ -226,7 +227,7 @@ export function serve(name: string): void {
     const [decoded, derr] = json.decode(reply, json.MAX_DEPTH_CAP);
     if (derr !== undefined) {
         ngx.var["beamline_router_code"] = "malformed";
-        ngx.log(ngx.WARN, "beamline: Router reply on ", cfg.subject, " is not JSON, trace_id=", c.trace_id);
+        log_line.write(ngx.WARN, "beamline: Router reply on ", cfg.subject, " is not JSON, trace_id=", c.trace_id);
         return api.fail(502, "bad_gateway", "the Router sent a malformed reply", c);
     }
     if (json.is_object(decoded) && (decoded as { [k: string]: unknown })["ok"] === false) {
