@@ -46,6 +46,9 @@ const ROUTES = [
   { name: 'decide', match: '= /api/v1/routes/decide', allow: 'POST' },
   { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
   { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', allow: GET_HEAD },
+  // Realtime streams (CONTRACT §11): GET only, long-lived.
+  { name: 'messages_stream', match: '= /api/v1/messages/stream', allow: 'GET', stream: true },
+  { name: 'results_stream', match: '= /api/v1/results/stream', allow: 'GET', stream: true },
   { name: 'not_found', match: '/' },
 ];
 
@@ -227,7 +230,7 @@ function render(config, opts = {}) {
     uri_routes: ROUTES.filter((r) => r.allow).map((r) => ({
       regex: uriRegex(r.match),
       name: r.name,
-      allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
+      allow: config.cors.enabled && (API_ROUTES.has(r.name) || r.stream) ? `${r.allow}, OPTIONS` : r.allow,
     })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,

@@ -108,6 +108,20 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** Realtime streams (CONTRACT §11, beamline.streams). */
+export interface StreamsConfig {
+    messages_enabled: boolean;
+    results_enabled: boolean;
+    events_subject_prefix: string;
+    results_subject: string;
+    max_per_tenant: number;
+    max_per_worker: number;
+    max_buffered_bytes: number;
+    heartbeat_ms: number;
+    results_replay_seconds: number;
+    results_replay_max_mb: number;
+}
+
 export interface GatewayConfig {
     version: string;
     server: { listen: string; port: number; workers: number | "auto" };
@@ -115,7 +129,8 @@ export interface GatewayConfig {
     nats: NatsConfig;
     router: { decide_subject: string; request_timeout_ms: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig };
+    routes: { decide: RouteConfig; messages: RouteConfig; streams: RouteConfig };
+    streams: StreamsConfig;
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number };
     rate_limit: RateLimitBackendConfig;

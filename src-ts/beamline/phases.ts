@@ -5,6 +5,8 @@
 import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
+import * as stream_routes from "./handlers/streams";
+import * as streams from "./streams";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
@@ -23,6 +25,8 @@ const handlers: { [route: string]: Handler | undefined } = {
     decide: api.decide,
     messages: api.messages,
     decision_lookup: api.decision_lookup,
+    messages_stream: stream_routes.messages_stream,
+    results_stream: stream_routes.results_stream,
     metrics: metrics.serve,
     not_found: health.not_found,
 };
@@ -80,6 +84,8 @@ export function init_worker(): void {
         // The config was validated, so this is a bug; the worker still serves health and errors.
         ngx.log(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
     }
+    // after connection.start: the results subscription goes out with the first handshake
+    streams.init_worker();
     const [tok, terr] = ngx.timer.every(METRICS_FLUSH_SECONDS, metrics.on_timer);
     if (tok === undefined) {
         ngx.log(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);

@@ -67,7 +67,7 @@ function count_local(key: string, window: number): number {
  * X-RateLimit-* headers. Returns the outcome ("unavailable": Redis failed and
  * `on_error: fail_closed`), the limit, the window length and the seconds left in the window.
  */
-export function check(route: "decide" | "messages", tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
+export function check(route: "decide" | "messages" | "streams", tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
     const cfg = config.get();
     const rl = cfg.routes[route].rate_limit;
     const limit = rl.limit;

@@ -70,7 +70,12 @@ export function health(): void {
         version: config.get().version,
         timestamp: (date("!%Y-%m-%dT%H:%M:%S", sec) as string) + format(".%03dZ", ms),
         timestamp_ms: floor(now * 1000),
-        nats: { connected: st.connected, server: st.connected && st.server !== undefined ? st.server : json.null },
+        nats: {
+            connected: st.connected,
+            server: st.connected && st.server !== undefined ? st.server : json.null,
+            // subscriptions besides the reply inbox: per-tenant stream events, results (§11)
+            subscriptions: st.subscriptions,
+        },
     };
     util.json_response(200, doc);
 }

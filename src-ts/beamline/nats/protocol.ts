@@ -376,6 +376,52 @@ export function append_hpub(
     return n + 3;
 }
 
+/**
+ * A publish without a reply subject, as frame parts appended to `out` from (0-based) index `n`
+ * (see append_hpub): `HPUB subject #hdr #total` when `headers` is given (`hlen` from
+ * header_block_len), else `PUB subject #bytes`. The caller has checked subject and headers.
+ * Returns the next index.
+ */
+export function append_pub(
+    out: (string | number)[],
+    n: number,
+    subject: string,
+    headers: HeaderList | undefined,
+    hlen: number,
+    payload: string,
+): number {
+    if (headers === undefined) {
+        out[n] = "PUB ";
+        out[n + 1] = subject;
+        out[n + 2] = " ";
+        out[n + 3] = payload.length;
+        out[n + 4] = "\r\n";
+        out[n + 5] = payload;
+        out[n + 6] = "\r\n";
+        return n + 7;
+    }
+    out[n] = "HPUB ";
+    out[n + 1] = subject;
+    out[n + 2] = " ";
+    out[n + 3] = hlen;
+    out[n + 4] = " ";
+    out[n + 5] = hlen + payload.length;
+    out[n + 6] = "\r\nNATS/1.0\r\n";
+    n += 7;
+    const hn = headers.length;
+    for (let k = 0; k < hn; k += 2) {
+        out[n] = headers[k];
+        out[n + 1] = ": ";
+        out[n + 2] = headers[k + 1];
+        out[n + 3] = "\r\n";
+        n += 4;
+    }
+    out[n] = "\r\n";
+    out[n + 1] = payload;
+    out[n + 2] = "\r\n";
+    return n + 3;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header block parser
 // ---------------------------------------------------------------------------------------------
