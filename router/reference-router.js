@@ -759,8 +759,7 @@ function parseArgs(argv) {
       }
       if (!/^\d{1,7}$/.test(v)) throw new Error(`${a} needs a number of milliseconds`);
       out.resultsMs = Number(v);
-    }
-    else if (takesValue[a]) {
+    } else if (takesValue[a]) {
       if (v === undefined) {
         if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
         v = argv[++i];

@@ -620,10 +620,14 @@ const STREAMS_CLIENT = path.join(__dirname, 'bench', 'streams-client.js');
 
 /** The streams client (scripts/bench/streams-client.js) with a raised open-file limit. */
 function streamsClient(args) {
-  const child = spawn('sh', ['-c', 'ulimit -n 30000 2>/dev/null || ulimit -n 20000; exec "$0" "$@"', process.execPath, STREAMS_CLIENT, ...args], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    'sh',
+    ['-c', 'ulimit -n 30000 2>/dev/null || ulimit -n 20000; exec "$0" "$@"', process.execPath, STREAMS_CLIENT, ...args],
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   children.add(child);
   child.on('exit', () => children.delete(child));
   let out = '';
@@ -997,7 +1001,10 @@ async function main() {
     await warmup(stack, ['decide'], a.quick ? 1 : 3);
     const r = await streamsMode(stack, o);
     const file = path.join(o.outDir, `streams-${ts}.json`);
-    fs.writeFileSync(file, JSON.stringify({ kind: 'streams', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...r }, null, 2));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ kind: 'streams', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...r }, null, 2),
+    );
     say(`written ${path.relative(ROOT, file)}`);
     return 0;
   }

@@ -48,8 +48,9 @@ async function openMany(port, count, pathOf, onDataOf) {
     const rs = await Promise.all(
       Array.from({ length: Math.min(batch, count - i) }, (_, k) => openStream(port, pathOf(i + k), onDataOf ? onDataOf(i + k) : null)),
     );
-    for (const s of rs) if (s) socks.push(s);
-    else failed++;
+    for (const s of rs)
+      if (s) socks.push(s);
+      else failed++;
   }
   return { socks, failed };
 }

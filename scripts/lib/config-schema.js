@@ -297,7 +297,12 @@ const schema = {
           pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
           maxLength: 200,
         },
-        results_subject: { type: 'string', default: 'caf.exec.result.v1', pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$', maxLength: 200 },
+        results_subject: {
+          type: 'string',
+          default: 'caf.exec.result.v1',
+          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          maxLength: 200,
+        },
         // Open streams per tenant on this instance (all workers) → 429 beyond it.
         max_per_tenant: { type: 'integer', minimum: 1, maximum: 1048576, default: 100 },
         // Open streams per worker → 503 beyond it.

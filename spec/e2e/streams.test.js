@@ -122,7 +122,9 @@ describe('EventSource', () => {
     await sleep(150);
     expect((await decide(gw2.url, 'iso.a', { request_id: 'iso-a-1' })).status).toBe(200);
     expect((await decide(gw2.url, 'iso-b', { request_id: 'iso-b-1' })).status).toBe(200);
-    expect((await post(gw.url, { path: '/api/v1/messages', tenant: 'iso.a', body: decideBody({ request_id: 'iso-a-2' }) })).status).toBe(200);
+    expect((await post(gw.url, { path: '/api/v1/messages', tenant: 'iso.a', body: decideBody({ request_id: 'iso-a-2' }) })).status).toBe(
+      200,
+    );
     const ea2 = await a.waitFor('message_created', (m) => m.lastEventId === 'iso-a-2');
     const eb1 = await b.waitFor('message_created', (m) => m.lastEventId === 'iso-b-1');
     expect(JSON.parse(ea2.data)).toMatchObject({ tenant_id: 'iso.a', request_id: 'iso-a-2', route: 'messages', message_id: null });
@@ -262,7 +264,7 @@ describe('refusals before the stream starts', () => {
       });
     });
 
-    test('401 without a key, 403 with another tenant\'s key; the query api_key is never logged', async () => {
+    test("401 without a key, 403 with another tenant's key; the query api_key is never logged", async () => {
       const r1 = await get(gwl.url, `${MSG}?tenant_id=cap-a`);
       expect(r1.status).toBe(401);
       expect(r1.json.error.code).toBe('unauthorized');
@@ -360,10 +362,14 @@ describe('slow clients and metrics', () => {
       await nc.flush();
       await sleep(2);
     }
-    await good.waitFor('message_created', (m) => m.lastEventId === 'big-300', 20000).catch(async (e) => {
-      const m = await scrape(gw.url);
-      throw new Error(`${e.message}; got ${good.of('message_created').length}, ${JSON.stringify(good.of('error'))}, slow_client drops ${value(m, 'gateway_sse_dropped_total', { stream: 'messages', reason: 'slow_client' })}`);
-    });
+    await good
+      .waitFor('message_created', (m) => m.lastEventId === 'big-300', 20000)
+      .catch(async (e) => {
+        const m = await scrape(gw.url);
+        throw new Error(
+          `${e.message}; got ${good.of('message_created').length}, ${JSON.stringify(good.of('error'))}, slow_client drops ${value(m, 'gateway_sse_dropped_total', { stream: 'messages', reason: 'slow_client' })}`,
+        );
+      });
     expect(good.of('message_created')).toHaveLength(300);
     await until(
       async () => {
@@ -390,7 +396,10 @@ describe('slow clients and metrics', () => {
     await until(
       async () => {
         const m = await scrape(gw.url);
-        return value(m, 'gateway_sse_connections', { stream: 'messages' }) >= 1 && value(m, 'gateway_sse_connections', { stream: 'results' }) >= 1;
+        return (
+          value(m, 'gateway_sse_connections', { stream: 'messages' }) >= 1 &&
+          value(m, 'gateway_sse_connections', { stream: 'results' }) >= 1
+        );
       },
       'the connection gauges',
       5000,
@@ -403,4 +412,8 @@ describe('slow clients and metrics', () => {
     s1.close();
     s2.close();
   });
+});
+
+test('no [error]/[crit]/[alert] line in either gateway error log after all of the above', () => {
+  for (const g of [gw, gw2]) expect(g.errorLog()).not.toMatch(/\[(error|crit|alert|emerg)\]/);
 });

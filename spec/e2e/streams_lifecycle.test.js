@@ -96,7 +96,12 @@ describe('subscriptions', () => {
     expect(down.status).toBe(503);
     await sleep(1500);
     nats = await startNats({ port, httpPort });
-    await until(async () => (await post(gw.url, { tenant: 'kill-t', body: decideBody({ request_id: `probe-${Date.now()}` }) })).status === 200, 'decide after NATS came back', 20000, 200);
+    await until(
+      async () => (await post(gw.url, { tenant: 'kill-t', body: decideBody({ request_id: `probe-${Date.now()}` }) })).status === 200,
+      'decide after NATS came back',
+      20000,
+      200,
+    );
     // the tenant subscription was sent again with the new session
     await until(async () => (await gatewaySubjects(nats)).includes('beamline.gateway.v1.events.kill-t'), 'the re-SUB', 5000, 100);
     expect((await post(gw.url, { tenant: 'kill-t', body: decideBody({ request_id: 'after-back' }) })).status).toBe(200);

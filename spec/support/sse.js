@@ -55,8 +55,7 @@ async function sseClients() {
         opens: () => of('open').length,
         close: () => send({ cmd: 'close', id }),
         waitOpen: (n = 1, ms = 5000) => until(() => of('open').length >= n, `open #${n} of stream ${id}`, ms),
-        waitFor: (type, pred = () => true, ms = 5000) =>
-          until(() => of(type).find(pred), `a ${type} on stream ${id}`, ms),
+        waitFor: (type, pred = () => true, ms = 5000) => until(() => of(type).find(pred), `a ${type} on stream ${id}`, ms),
       };
     },
     async stop() {

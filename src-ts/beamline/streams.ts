@@ -176,7 +176,11 @@ function str_field(v: unknown): string | undefined {
  * Parses an ExecResult message. Returns the kept-result record, or (nil, reason) with reason
  * `invalid_result` (not a JSON object, or neither id) or `no_tenant`.
  */
-export function parse_result(payload: string, headers: HeaderMap | undefined, now: number): LuaMultiReturn<[Result, undefined] | [undefined, string]> {
+export function parse_result(
+    payload: string,
+    headers: HeaderMap | undefined,
+    now: number,
+): LuaMultiReturn<[Result, undefined] | [undefined, string]> {
     const [v, err] = json_decode(payload);
     if (err !== undefined || !is_object(v)) return $multi(undefined, "invalid_result");
     const o = v as { [key: string]: unknown };
@@ -211,7 +215,8 @@ export function parse_result(payload: string, headers: HeaderMap | undefined, no
 export function result_matches(s: Stream, r: Result): boolean {
     if (r.tenant !== s.tenant) return false;
     const by_id =
-        (s.assignment_id !== undefined && r.assignment_id === s.assignment_id) || (s.request_id !== undefined && r.request_id === s.request_id);
+        (s.assignment_id !== undefined && r.assignment_id === s.assignment_id) ||
+        (s.request_id !== undefined && r.request_id === s.request_id);
     if (!by_id) return false;
     if (s.provider_id !== undefined && r.provider !== s.provider_id) return false;
     if (s.exclude !== undefined && r.provider !== undefined && s.exclude[r.provider] === true) return false;
@@ -467,7 +472,14 @@ function jstr(s: string): string {
  * message_created event for the tenant's streams on every instance. Never yields, never fails
  * the answer: a failed publish is counted by the connection (publish_failures).
  */
-export function publish_decision(route: string, tenant: string, request_id: string, message_id: string | undefined, trace_id: string, body: string): void {
+export function publish_decision(
+    route: string,
+    tenant: string,
+    request_id: string,
+    message_id: string | undefined,
+    trace_id: string,
+    body: string,
+): void {
     const cfg = config.get().streams;
     if (cfg === undefined || !cfg.messages_enabled) return;
     let response = body;

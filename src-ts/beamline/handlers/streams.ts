@@ -79,7 +79,8 @@ function int_param(args: Args, name: string, min: number, max: number, dflt: num
 function id_param(args: Args, name: string, c: Context): string | undefined {
     const v = param(args, name, c);
     if (v === undefined) return undefined;
-    if (v === "" || v.length > 128 || sfind(v, "[^ -~]")[0] !== undefined) return bad_param(name, "must be 1-128 printable ASCII characters", c);
+    if (v === "" || v.length > 128 || sfind(v, "[^ -~]")[0] !== undefined)
+        return bad_param(name, "must be 1-128 printable ASCII characters", c);
     return v;
 }
 
@@ -152,7 +153,8 @@ function results_query(args: Args, s: streams.Stream, c: Context): number | unde
     s.provider_id = id_param(args, "provider_id", c);
     const ex = param(args, "provider_exclude", c);
     if (ex !== undefined) {
-        if (ex.length > 4096 || sfind(ex, "[^ -~]")[0] !== undefined) return bad_param("provider_exclude", "must be a comma-separated list of provider ids", c);
+        if (ex.length > 4096 || sfind(ex, "[^ -~]")[0] !== undefined)
+            return bad_param("provider_exclude", "must be a comma-separated list of provider ids", c);
         const set: { [p: string]: boolean } = {};
         for (const [p] of gmatch(ex, "[^,]+")) set[p] = true;
         s.exclude = set;

@@ -213,7 +213,7 @@ const counters: Counters = { sent: 0, received: 0, publish_failures: 0, reconnec
 
 // Subscriptions besides the reply inbox (sid "1"), by sid. They live across reconnects: a new
 // session re-sends a SUB for each before anything else it writes.
-let subs: { [sid: string]: Subscription | undefined } = {};
+const subs: { [sid: string]: Subscription | undefined } = {};
 let nsubs = 0;
 let next_sid = 1;
 
