@@ -123,7 +123,7 @@ export const FAMILIES: Family[] = [
         name: NATS_SENT,
         type: "counter",
         id: "ns",
-        help: "Router request frames and published events written to NATS (all workers).",
+        help: "Router request frames written to NATS (all workers).",
         plain: true,
     },
     { name: NATS_RECEIVED, type: "counter", id: "nr", help: "Messages received on the reply inboxes (all workers).", plain: true },

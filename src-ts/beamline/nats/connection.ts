@@ -109,7 +109,8 @@ export interface Counters {
     sent: number;
     /** messages received on the inbox (replies, including late ones) */
     received: number;
-    /** request frames lost to a failed write or a disconnect before they were written */
+    /** request frames and published events lost: refused by publish(), a failed write, or a
+     * disconnect before they were written */
     publish_failures: number;
     /** successful connects after a lost connection */
     reconnects: number;
@@ -207,6 +208,8 @@ let spare: (string | number)[] = [];
 let qn = 0;
 /** request (HPUB) frames in `queue`, for the counters */
 let qpubs = 0;
+/** published messages (stream events: `publish`) in `queue`; not Router requests */
+let qevents = 0;
 let wsema: NgxSemaphore | undefined;
 
 const counters: Counters = { sent: 0, received: 0, publish_failures: 0, reconnects: 0, sub_received: 0 };
@@ -385,10 +388,11 @@ function fail_all(): void {
             w.sema.post(1);
         }
     }
-    counters.publish_failures += qpubs;
+    counters.publish_failures += qpubs + qevents;
     queue = [];
     qn = 0;
     qpubs = 0;
+    qevents = 0;
 }
 
 /** Sets whether requests are held while connecting; wakes every held request on a change. */
@@ -596,7 +600,7 @@ export function publish(
         return $multi(undefined, "payload_too_large");
     }
     qn = protocol.append_pub(queue, qn, subject, headers, hlen, payload);
-    qpubs++;
+    qevents++;
     wake_writer();
     return $multi(true, undefined);
 }
@@ -938,15 +942,17 @@ function writer(sess: Session): string {
         const batch = queue;
         const n = qn;
         const pubs = qpubs;
+        const evs = qevents;
         queue = spare;
         qn = 0;
         qpubs = 0;
+        qevents = 0;
         const [sent, err] = sock.send(batch);
         // clear only the slots we used: the table keeps its allocated size
         for (let i = 0; i < n; i++) batch[i] = undefined as unknown as string | number;
         spare = batch;
         if (sent === undefined) {
-            counters.publish_failures += pubs;
+            counters.publish_failures += pubs + evs;
             return "send: " + err;
         }
         counters.sent += pubs;
