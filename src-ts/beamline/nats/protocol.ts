@@ -359,7 +359,11 @@ export function append_hpub(
     out[n + 7] = " ";
     out[n + 8] = hlen + payload.length;
     out[n + 9] = "\r\nNATS/1.0\r\n";
-    n += 10;
+    return append_headers_payload(out, n + 10, headers, payload);
+}
+
+/** The header lines, the blank line and the payload of an HPUB frame (after `NATS/1.0\r\n`). */
+function append_headers_payload(out: (string | number)[], n: number, headers: HeaderList | undefined, payload: string): number {
     if (headers !== undefined) {
         const hn = headers.length;
         for (let k = 0; k < hn; k += 2) {
@@ -407,19 +411,7 @@ export function append_pub(
     out[n + 4] = " ";
     out[n + 5] = hlen + payload.length;
     out[n + 6] = "\r\nNATS/1.0\r\n";
-    n += 7;
-    const hn = headers.length;
-    for (let k = 0; k < hn; k += 2) {
-        out[n] = headers[k];
-        out[n + 1] = ": ";
-        out[n + 2] = headers[k + 1];
-        out[n + 3] = "\r\n";
-        n += 4;
-    }
-    out[n] = "\r\n";
-    out[n + 1] = payload;
-    out[n + 2] = "\r\n";
-    return n + 3;
+    return append_headers_payload(out, n + 7, headers, payload);
 }
 
 // ---------------------------------------------------------------------------------------------
