@@ -22,6 +22,7 @@ export interface NatsTlsConfig {
     key_file?: string;
     server_name?: string;
     verify: boolean;
+    verify_depth: number;
 }
 
 export interface NatsConfig {
@@ -108,6 +109,42 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** nginx's listener, workers and client timeouts (rendered into nginx.conf). */
+export interface ServerConfig {
+    listen: string;
+    port: number;
+    workers: number | "auto";
+    worker_connections: number;
+    user?: string;
+    keepalive_timeout_seconds: number;
+    client_header_timeout_seconds: number;
+    client_body_timeout_seconds: number;
+    send_timeout_seconds: number;
+    worker_shutdown_timeout_seconds: number;
+    max_connections_per_client: number;
+    conn_limit_zone_size_mb: number;
+    /** 0: inherit the open-file limit of nginx's master */
+    worker_rlimit_nofile: number;
+}
+
+export interface LogConfig {
+    level: "debug" | "info" | "notice" | "warn" | "error" | "crit";
+    access_log: string;
+    access_log_buffer_kb: number;
+    access_log_flush_ms: number;
+    error_log: string;
+}
+
+/** Name resolution of cosocket peers (scripts/lib/dns.js renders the resolver from it). */
+export interface DnsConfig {
+    resolvers: string[];
+    resolv_conf: string;
+    hosts_file: string;
+    valid_seconds: number;
+    timeout_seconds: number;
+    ipv6: boolean;
+}
+
 /** Realtime streams (CONTRACT §11, beamline.streams). */
 export interface StreamsConfig {
     messages_enabled: boolean;
@@ -124,8 +161,11 @@ export interface StreamsConfig {
 
 export interface GatewayConfig {
     version: string;
-    server: { listen: string; port: number; workers: number | "auto" };
-    log: { level: string };
+    /** The hosts file's names resolved at render time: name (lower case) → address. */
+    dns_hosts: { [name: string]: string };
+    dns: DnsConfig;
+    server: ServerConfig;
+    log: LogConfig;
     nats: NatsConfig;
     router: { decide_subject: string; request_timeout_ms: number };
     limits: { body_bytes: number };
