@@ -54,8 +54,15 @@ const ROUTES = [
 ];
 
 // routes.<key>.enabled: false leaves these nginx routes out of the config (they answer 404, as
-// any path of no route). The decision lookup belongs to routes.decide.
-const ROUTE_SWITCH = { decide: 'decide', decision_lookup: 'decide', messages: 'messages' };
+// any path of no route). The decision lookup belongs to routes.decide, both streams to
+// routes.streams (streams.messages_enabled / results_enabled turn one of them off: a 404 from Lua).
+const ROUTE_SWITCH = {
+  decide: 'decide',
+  decision_lookup: 'decide',
+  messages: 'messages',
+  messages_stream: 'streams',
+  results_stream: 'streams',
+};
 
 /** The routes of ROUTES this config serves. */
 function servedRoutes(config) {
