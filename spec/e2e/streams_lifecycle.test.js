@@ -8,6 +8,7 @@ const { startNats, startRouter, stopAll } = require('../support/processes');
 const { startGateway, request, waitDecideOk, alive } = require('../support/gateway');
 const { post, decideBody } = require('../support/api');
 const { sseClients, rawStream, dechunk, until, sleep } = require('../support/sse');
+const { workerPids } = require('../../scripts/lib/nginx');
 
 const MSG = '/api/v1/messages/stream';
 // 200 as the issue asks; the EventSource process and nginx share 2 cores with other jobs.
@@ -155,20 +156,3 @@ describe('reload', () => {
     process.stdout.write(`reload with ${RELOAD_STREAMS} streams: old workers gone after ${exitMs} ms\n`);
   }, 120000);
 });
-
-/** The worker processes of an nginx master. */
-function workerPids(masterPid) {
-  const fs = require('fs');
-  const out = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === masterPid) out.push(Number(e));
-    } catch (err) {
-      /* gone */
-    }
-  }
-  return out;
-}
