@@ -16,13 +16,15 @@
  */
 
 const fs = require('fs');
-const { connect, Events, DebugEvents } = require('nats');
+const { connect, Events, DebugEvents, headers: natsHeaders } = require('nats');
 
 const DEFAULT_SUBJECT = 'beamline.router.v1.decide';
 /** The admin subjects (CONTRACT §12) are `<prefix>.<operation>`. */
 const DEFAULT_ADMIN_PREFIX = 'beamline.router.v1.admin';
 const DEFAULT_QUEUE = 'beamline-router';
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+/** Where execution results go (CONTRACT §11.2; the gateway's streams.results_subject). */
+const DEFAULT_RESULTS_SUBJECT = 'caf.exec.result.v1';
 
 /** Router error codes of CONTRACT.md §4 with the message used when a mode forces them. */
 const ERROR_MESSAGES = Object.freeze({
@@ -697,7 +699,33 @@ function createAdminHandler(cfg) {
  * @property {(line: string) => void} [logError]  diagnostics logger (default: none in-process)
  * @property {number} [reconnectTimeWait]  ms, default 250
  * @property {string} [name]  NATS connection name
+ * @property {number} [resultsMs]  publish an ExecResult this many ms after each successful
+ *   decision (0 = at once; undefined or negative = never). Not in `fast` mode.
+ * @property {string} [resultsSubject]  default caf.exec.result.v1
  */
+
+/**
+ * The ExecResult the reference Router publishes for a successful decision: what an executor
+ * would report once the chosen provider ran the task (docs/REFERENCE_ROUTER.md).
+ * @param {object} req  the decide request
+ * @param {object} reply  the Router's `ok: true` reply
+ */
+function execResult(req, reply) {
+  const d = reply.decision || {};
+  const requestId = (reply.context && reply.context.request_id) || req.request_id;
+  return {
+    assignment_id: `asg-${requestId}`,
+    request_id: requestId,
+    tenant_id: req.tenant_id,
+    trace_id: (reply.context && reply.context.trace_id) || req.trace_id || null,
+    provider_id: d.provider_id,
+    status: 'success',
+    job: { type: req.task && typeof req.task.type === 'string' ? req.task.type : null },
+    latency_ms: d.expected_latency_ms,
+    cost: d.expected_cost,
+    ts: Date.now(),
+  };
+}
 
 /**
  * @typedef {object} RouterHandle
@@ -774,9 +802,39 @@ async function startRouter(opts = {}) {
       });
     }
   } else {
+    const resultsMs = typeof opts.resultsMs === 'number' && opts.resultsMs >= 0 ? opts.resultsMs : -1;
+    const resultsSubject = opts.resultsSubject || DEFAULT_RESULTS_SUBJECT;
+    // After an ok reply: the ExecResult a moment later (timers are unref'd: they never hold the
+    // process open, and a result due while draining is simply not sent).
+    const publishResult = (m, buf) => {
+      let req;
+      let reply;
+      try {
+        reply = JSON.parse(Buffer.from(buf).toString('utf8'));
+        if (!reply || reply.ok !== true) return;
+        req = JSON.parse(Buffer.from(m.data).toString('utf8'));
+      } catch (e) {
+        return;
+      }
+      if (!req || typeof req.tenant_id !== 'string') return;
+      const result = execResult(req, reply);
+      const h = natsHeaders();
+      h.set('tenant_id', req.tenant_id);
+      if (typeof result.request_id === 'string') h.set('request_id', result.request_id);
+      const t = setTimeout(() => {
+        if (nc.isClosed() || nc.isDraining()) return;
+        try {
+          nc.publish(resultsSubject, JSON.stringify(result), { headers: h });
+        } catch (e) {
+          logError(`reference router: result publish failed: ${e && e.message ? e.message : e}`);
+        }
+      }, resultsMs);
+      t.unref();
+    };
     const onMsg = (m) => {
       const respond = (buf) => {
         m.respond(buf);
+        if (resultsMs >= 0) publishResult(m, buf);
       };
       try {
         handle(m.data, m.headers, { subject: m.subject, reply: m.reply }, respond);
@@ -856,6 +914,8 @@ const USAGE = `usage: node router/reference-router.js [options]
   --mode MODE           default mode for requests without metadata.router_mode / context.router_mode
   --fast                answer every request with the precomputed fast reply (no parsing)
   --subscription STYLE  callback (default) | iterator
+  --results-ms MS       publish an ExecResult MS ms after each successful decision (default: never)
+  --results-subject S   subject of those results   (default ${DEFAULT_RESULTS_SUBJECT})
   -h, --help            this help
 modes: normal, error:<code>, error_no_details:<code>, intake:<INTAKE_CODE>, delay:<ms>, silence,
        non_json, empty, no_ok, string_ok, json_array, malformed_error, echo, fast
@@ -876,6 +936,7 @@ function parseArgs(argv) {
     '--policies': 'policies',
     '--mode': 'mode',
     '--subscription': 'subscription',
+    '--results-subject': 'resultsSubject',
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
@@ -887,7 +948,14 @@ function parseArgs(argv) {
     }
     if (a === '-h' || a === '--help') out.help = true;
     else if (a === '--fast') out.fast = true;
-    else if (takesValue[a]) {
+    else if (a === '--results-ms') {
+      if (v === undefined) {
+        if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+        v = argv[++i];
+      }
+      if (!/^\d{1,7}$/.test(v)) throw new Error(`${a} needs a number of milliseconds`);
+      out.resultsMs = Number(v);
+    } else if (takesValue[a]) {
       if (v === undefined) {
         if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
         v = argv[++i];
@@ -960,6 +1028,8 @@ module.exports = {
   DEFAULT_ADMIN_PREFIX,
   ADMIN_OPERATIONS,
   DEFAULT_QUEUE,
+  DEFAULT_RESULTS_SUBJECT,
+  execResult,
   ERROR_MESSAGES,
   INTAKE_ERROR_CODES,
   MODE_NAMES,

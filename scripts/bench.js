@@ -19,6 +19,9 @@
 //   npm run bench -- --memory [--requests 1000000]   worker RSS before/after N decide requests
 //   npm run bench -- --profile             allocations, jit.profile, perf stat, strace -c, perf dso split
 //   npm run bench -- --micro               pure-Lua micro-benchmarks of the decide steps (no nginx)
+//   npm run bench -- --streams             SSE streams (CONTRACT §11) on one worker: RSS and fds per
+//            idle stream (--idle-streams N, default 10000), decide-to-event latency at 1,000
+//            streams of one tenant, decide throughput at c64 with 1,000 streams open vs none
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
 //   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
@@ -273,7 +276,15 @@ async function startBenchStack(opts) {
       }
       // Rate limits must not answer 429 to the benchmark's single tenant.
       raw.routes = raw.routes || {};
-      for (const r of ['decide', 'messages']) {
+      if (opts.streams) {
+        // --streams: many streams on one worker, from one client address
+        raw.server.workers = 1;
+        raw.server.worker_connections = 24000;
+        raw.server.worker_rlimit_nofile = 50000;
+        raw.server.max_connections_per_client = 0;
+        raw.streams = { ...(raw.streams || {}), max_per_tenant: 100000, max_per_worker: 100000 };
+      }
+      for (const r of ['decide', 'messages', 'streams']) {
         raw.routes[r] = { ...(raw.routes[r] || {}) };
         raw.routes[r].rate_limit = { ...(raw.routes[r].rate_limit || {}), limit: 1e9 };
       }
@@ -605,6 +616,150 @@ async function memoryMode(stack, o) {
   };
 }
 
+const STREAMS_CLIENT = path.join(__dirname, 'bench', 'streams-client.js');
+
+/** The streams client (scripts/bench/streams-client.js) with a raised open-file limit. */
+function streamsClient(args) {
+  const child = spawn(
+    'sh',
+    ['-c', 'ulimit -n 30000 2>/dev/null || ulimit -n 20000; exec "$0" "$@"', process.execPath, STREAMS_CLIENT, ...args],
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  let out = '';
+  let ended = false;
+  child.stdout.on('data', (d) => (out += d));
+  child.stdout.on('close', () => (ended = true));
+  const line = () =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const i = out.indexOf('\n');
+        if (i >= 0) {
+          const l = out.slice(0, i);
+          out = out.slice(i + 1);
+          return resolve(JSON.parse(l));
+        }
+        if (ended) return reject(new Error(`streams client exited with ${child.exitCode}`));
+        setTimeout(check, 50);
+      };
+      check();
+    });
+  return { child, line };
+}
+
+function pct(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function fdCount(pid) {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * --streams: one worker. (1) idle streams: RSS and fds per stream; (2) latency from the decide
+ * answer to the event on each of 1,000 streams of the decide's tenant; (3) decide throughput at
+ * c64 with 1,000 idle streams (10 other tenants) open against none, in the same run.
+ */
+async function streamsMode(stack, o) {
+  const [worker] = workerPids(stack.nginx.pid);
+  const out = { worker, idle: {}, latency: {}, throughput: {} };
+  const dur = o.duration;
+
+  // (3a) throughput without streams, first: nothing else open
+  await waitForQuietCpu(o.maxBusy, o.waitLoad);
+  const none = await wrk(stack, 'decide', 64, dur);
+  say(`decide c64, no streams: ${num(none.rps)} req/s, p99 ${none.p99_ms} ms, errors ${none.errors}`);
+
+  // (1) idle streams
+  await getJson(`${stack.url}/__bench/info?gc=1`);
+  await sleep(500);
+  const before = rss(worker);
+  const fd0 = fdCount(worker);
+  const idle = streamsClient(['idle', String(stack.port), String(o.idleStreams), '100']);
+  const t0 = Date.now();
+  const opened = await idle.line();
+  const openMs = Date.now() - t0;
+  await sleep(1000);
+  await getJson(`${stack.url}/__bench/info?gc=1`);
+  await sleep(500);
+  const after = rss(worker);
+  const fd1 = fdCount(worker);
+  const n = opened.open;
+  out.idle = {
+    streams: n,
+    failed: opened.failed,
+    open_ms: openMs,
+    rss_kb_before: before.VmRSS,
+    rss_kb_after: after.VmRSS,
+    rss_per_stream_kib: (after.VmRSS - before.VmRSS) / n,
+    anon_per_stream_kib: (after.RssAnon - before.RssAnon) / n,
+    fds_before: fd0,
+    fds_after: fd1,
+    fds_per_stream: (fd1 - fd0) / n,
+  };
+  say(
+    `idle: ${num(n)} streams open (${opened.failed} failed) in ${openMs} ms; worker VmRSS ${mib(before.VmRSS)} → ${mib(after.VmRSS)}: ` +
+      `${out.idle.rss_per_stream_kib.toFixed(2)} KiB per stream (anon ${out.idle.anon_per_stream_kib.toFixed(2)}); fds ${fd0} → ${fd1}`,
+  );
+  idle.child.stdin.end();
+  await new Promise((r) => (idle.child.exitCode !== null ? r() : idle.child.once('exit', r)));
+  await sleep(2000);
+
+  // (2) latency at 1,000 streams of the decide's tenant
+  const events = o.duration >= 10 ? 200 : 50;
+  const lat = streamsClient(['latency', String(stack.port), '1000', 'bench-lat', String(events)]);
+  const l = await lat.line();
+  const samples = l.samples.sort((a, b) => a - b);
+  const last = l.last.sort((a, b) => a - b);
+  out.latency = {
+    streams: 1000,
+    events,
+    deliveries: samples.length,
+    p50_ms: pct(samples, 50),
+    p99_ms: pct(samples, 99),
+    max_ms: samples[samples.length - 1],
+    last_stream_p50_ms: pct(last, 50),
+    last_stream_p99_ms: pct(last, 99),
+  };
+  say(
+    `latency decide answer → event, 1,000 streams of one tenant, ${events} events (${num(samples.length)} deliveries): ` +
+      `p50 ${out.latency.p50_ms.toFixed(2)} ms, p99 ${out.latency.p99_ms.toFixed(2)} ms, max ${out.latency.max_ms.toFixed(2)} ms; ` +
+      `the 1,000th stream: p50 ${out.latency.last_stream_p50_ms.toFixed(2)} ms, p99 ${out.latency.last_stream_p99_ms.toFixed(2)} ms`,
+  );
+  await sleep(1000);
+
+  // (3b) throughput with 1,000 idle streams of 10 other tenants open
+  const open1k = streamsClient(['idle', String(stack.port), '1000', '10']);
+  const o1k = await open1k.line();
+  await waitForQuietCpu(o.maxBusy, o.waitLoad);
+  const withStreams = await wrk(stack, 'decide', 64, dur);
+  open1k.child.stdin.end();
+  // and again without, so the pair brackets the machine's drift
+  await sleep(1000);
+  const none2 = await wrk(stack, 'decide', 64, dur);
+  const base = (none.rps + none2.rps) / 2;
+  out.throughput = {
+    concurrency: 64,
+    duration_s: dur,
+    streams_open: o1k.open,
+    none_rps: [none.rps, none2.rps],
+    with_streams_rps: withStreams.rps,
+    ratio: withStreams.rps / base,
+    p99_ms: { none: [none.p99_ms, none2.p99_ms], with_streams: withStreams.p99_ms },
+    errors: none.errors + none2.errors + withStreams.errors,
+  };
+  say(
+    `decide c64: ${num(withStreams.rps)} req/s with ${o1k.open} streams open vs ${num(none.rps)} / ${num(none2.rps)} without ` +
+      `(before / after): ${(out.throughput.ratio * 100).toFixed(1)} %; errors ${out.throughput.errors}`,
+  );
+  return out;
+}
+
 async function profileMode(stack, o) {
   const [worker] = workerPids(stack.nginx.pid);
   const out = { worker };
@@ -767,7 +922,7 @@ async function main() {
   let a;
   try {
     a = parseArgs(process.argv.slice(2), {
-      boolean: ['quick', 'memory', 'profile', 'micro', 'help'],
+      boolean: ['quick', 'memory', 'profile', 'micro', 'streams', 'help'],
       string: [
         'duration',
         'concurrency',
@@ -781,6 +936,7 @@ async function main() {
         'wait-load',
         'out',
         'access-log',
+        'idle-streams',
       ],
     });
   } catch (e) {
@@ -804,6 +960,8 @@ async function main() {
     waitLoad: Number(a['wait-load'] || 300),
     outDir: path.resolve(a.out || path.join(ROOT, 'bench', 'results')),
     accessLog: a['access-log'] || 'off',
+    streams: a.streams === true,
+    idleStreams: Number(a['idle-streams'] || 10000),
   };
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
@@ -835,6 +993,17 @@ async function main() {
     fs.writeFileSync(
       file,
       JSON.stringify({ kind: 'memory', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...m }, null, 2),
+    );
+    say(`written ${path.relative(ROOT, file)}`);
+    return 0;
+  }
+  if (a.streams) {
+    await warmup(stack, ['decide'], a.quick ? 1 : 3);
+    const r = await streamsMode(stack, o);
+    const file = path.join(o.outDir, `streams-${ts}.json`);
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ kind: 'streams', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...r }, null, 2),
     );
     say(`written ${path.relative(ROOT, file)}`);
     return 0;

@@ -98,6 +98,9 @@ const schema = {
         // A number, or "auto" (one per core).
         workers: { oneOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], default: 1 },
         worker_connections: { type: 'integer', minimum: 64, maximum: 1048576, default: 4096 },
+        // Open-file limit of each worker (nginx worker_rlimit_nofile; 0 = inherit the shell's).
+        // Every open stream is one descriptor: raise it with worker_connections for many streams.
+        worker_rlimit_nofile: { type: 'integer', minimum: 0, maximum: 1048576, default: 0 },
         // Unprivileged user for worker processes when nginx starts as root.
         user: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 64 },
         keepalive_timeout_seconds: { type: 'integer', minimum: 0, maximum: 3600, default: 65 },
@@ -255,6 +258,8 @@ const schema = {
         messages: route(100),
         // The Router admin routes (nats_routes with rate_limit_route: admin).
         admin: route(60),
+        // Opening a stream (GET /api/v1/messages/stream, /api/v1/results/stream), CONTRACT §11.
+        streams: route(60),
       },
     },
     response_format: { enum: ['canonical', 'flat'], default: 'canonical' },
@@ -397,6 +402,43 @@ const schema = {
       properties: {
         details: { type: 'boolean', default: false },
         details_from: cidrList,
+      },
+    },
+    // Realtime streams over SSE (CONTRACT §11), fanned out through NATS.
+    streams: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // GET /api/v1/messages/stream, and the message_created event published after each 200
+        // decide/messages answer.
+        messages_enabled: { type: 'boolean', default: true },
+        // GET /api/v1/results/stream: every worker stays subscribed to results_subject.
+        results_enabled: { type: 'boolean', default: true },
+        events_subject_prefix: {
+          type: 'string',
+          default: 'beamline.gateway.v1.events',
+          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          maxLength: 200,
+        },
+        results_subject: {
+          type: 'string',
+          default: 'caf.exec.result.v1',
+          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          maxLength: 200,
+        },
+        // Open streams per tenant on this instance (all workers) → 429 beyond it.
+        max_per_tenant: { type: 'integer', minimum: 1, maximum: 1048576, default: 100 },
+        // Open streams per worker → 503 beyond it.
+        max_per_worker: { type: 'integer', minimum: 1, maximum: 1048576, default: 10000 },
+        // A stream whose unsent output passes this is ended (slow client).
+        max_buffered_bytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 1048576 },
+        // Default heartbeat interval (the heartbeat_ms query parameter overrides it per stream).
+        heartbeat_ms: { type: 'integer', minimum: 200, maximum: 300000, default: 15000 },
+        // Results kept for late subscribers (0 = off), and their memory bound per instance
+        // (split evenly between the workers, each of which keeps its own copy).
+        results_replay_seconds: { type: 'integer', minimum: 0, maximum: 3600, default: 60 },
+        results_replay_max_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 16 },
       },
     },
     metrics: {

@@ -59,6 +59,8 @@ const ENV_OVERRIDES = [
   { env: 'GATEWAY_RATE_LIMIT_ROUTES_DECIDE_LIMIT', path: ['routes', 'decide', 'rate_limit', 'limit'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_MESSAGES', path: ['routes', 'messages', 'rate_limit', 'limit'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_ADMIN', path: ['routes', 'admin', 'rate_limit', 'limit'], parse: int },
+  { env: 'GATEWAY_RATE_LIMIT_STREAMS', path: ['routes', 'streams', 'rate_limit', 'limit'], parse: int },
+  { env: 'STREAMS_RESULTS_SUBJECT', path: ['streams', 'results_subject'], parse: (s) => s.trim() },
   // The window length of every route (C-GW's name, kept for parity).
   { env: 'GATEWAY_RATE_LIMIT_TTL_SECONDS', path: ['routes', '*', 'rate_limit', 'window_seconds'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_BACKEND', path: ['rate_limit', 'backend'], parse: (s) => s.trim() },

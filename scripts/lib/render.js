@@ -50,12 +50,22 @@ const ROUTES = [
   { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
   // `path`: the template nats_routes are checked against for collisions (scripts/lib/nats-routes.js).
   { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', path: '/api/v1/routes/decide/{id}', allow: GET_HEAD },
+  // Realtime streams (CONTRACT §11): GET only, long-lived.
+  { name: 'messages_stream', match: '= /api/v1/messages/stream', allow: 'GET', stream: true },
+  { name: 'results_stream', match: '= /api/v1/results/stream', allow: 'GET', stream: true },
   { name: 'not_found', match: '/' },
 ];
 
 // routes.<key>.enabled: false leaves these nginx routes out of the config (they answer 404, as
-// any path of no route). The decision lookup belongs to routes.decide.
-const ROUTE_SWITCH = { decide: 'decide', decision_lookup: 'decide', messages: 'messages' };
+// any path of no route). The decision lookup belongs to routes.decide, both streams to
+// routes.streams (streams.messages_enabled / results_enabled turn one of them off: a 404 from Lua).
+const ROUTE_SWITCH = {
+  decide: 'decide',
+  decision_lookup: 'decide',
+  messages: 'messages',
+  messages_stream: 'streams',
+  results_stream: 'streams',
+};
 
 /** The routes of ROUTES this config serves. */
 function servedRoutes(config, routes = ROUTES) {
@@ -254,7 +264,7 @@ function render(config, opts = {}) {
       .map((r) => ({
         regex: uriRegex(r.match),
         name: r.name,
-        allow: config.cors.allowed_origins.length > 0 && isApi(r) ? `${r.allow}, OPTIONS` : r.allow,
+        allow: config.cors.allowed_origins.length > 0 && (isApi(r) || r.stream) ? `${r.allow}, OPTIONS` : r.allow,
       })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,

@@ -178,6 +178,11 @@ async function startLocalStack({ prefix, supervisor }) {
       natsUrl,
       '--subject',
       subject,
+      // decide, then the result on GET /api/v1/results/stream (README quick start)
+      '--results-ms',
+      process.env.ROUTER_RESULTS_MS || '500',
+      '--results-subject',
+      config.streams.results_subject,
     ]);
     await waitForOutput(router, /listening on/, 10000, 'the reference Router');
     say(`reference Router (pid ${router.child.pid}) answering on ${subject}`);

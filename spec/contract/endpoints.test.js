@@ -63,7 +63,7 @@ describe('§6 health document', () => {
       version: EXTERNAL ? expect.stringMatching(/\S/) : PKG_VERSION,
       timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/),
       timestamp_ms: expect.any(Number),
-      nats: { connected: true, server: expect.stringMatching(/^[^\s:]+:\d{1,5}$/) },
+      nats: { connected: true, server: expect.stringMatching(/^[^\s:]+:\d{1,5}$/), subscriptions: expect.any(Number) },
     });
     expect(Number.isInteger(r.json.timestamp_ms)).toBe(true);
     // Both timestamps are "now" (this machine's clock; allow 5 s of skew) and agree with each other.

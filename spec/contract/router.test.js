@@ -348,7 +348,7 @@ describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no respon
         version: expect.any(String),
         timestamp: expect.any(String),
         timestamp_ms: expect.any(Number),
-        nats: { connected: false, server: null },
+        nats: { connected: false, server: null, subscriptions: expect.any(Number) },
       });
       const k = known();
       const r = await send(null, k);
@@ -378,7 +378,7 @@ describeOwnStack('[own stack: router.request_timeout_ms 600] timeouts, no respon
     expect(r.status).toBe(200);
     const h = await call(f, { path: '/health' });
     expect(h.json.status).toBe('healthy');
-    expect(h.json.nats).toEqual({ connected: true, server: `127.0.0.1:${f.nats.port}` });
+    expect(h.json.nats).toEqual({ connected: true, server: `127.0.0.1:${f.nats.port}`, subscriptions: expect.any(Number) });
   }, 40000);
 
   test('requests in flight when the NATS connection drops get 503 at once, not after their timeout', async () => {

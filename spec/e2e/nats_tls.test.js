@@ -68,7 +68,7 @@ describe('TLS listener (server certificate only)', () => {
     await waitReady(gw);
     await waitDecideOk(gw);
     const h = await request(gw.url, { path: '/health' });
-    expect(h.json.nats).toEqual({ connected: true, server: `127.0.0.1:${nats.port}` });
+    expect(h.json.nats).toEqual({ connected: true, server: `127.0.0.1:${nats.port}`, subscriptions: expect.any(Number) });
     expect(gw.errorLog()).toMatch(/nats: connected to 127\.0\.0\.1:\d+/);
     expect(gw.errorLog()).not.toMatch(/\[error\]|\[alert\]|\[crit\]/);
     await gw.stop();

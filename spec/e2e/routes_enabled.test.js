@@ -18,7 +18,7 @@ const decide = (gw, p, id) =>
 
 test('routes.messages.enabled: false → POST /api/v1/messages is 404 not_found, decide still answers', async () => {
   const { gateway } = await startStack({ configure: (raw) => (raw.routes = { messages: { enabled: false } }) });
-  expect(fs.readFileSync(path.join(gateway.prefix, 'conf.d', '20-gateway.conf'), 'utf8')).not.toMatch(/\/api\/v1\/messages/);
+  expect(fs.readFileSync(path.join(gateway.prefix, 'conf.d', '20-gateway.conf'), 'utf8')).not.toMatch(/\/api\/v1\/messages\s/);
   await waitDecideOk(gateway);
   const off = await decide(gateway, '/api/v1/messages', 'm-1');
   expect(off.status).toBe(404);

@@ -142,7 +142,8 @@ describe('/health details (item 7)', () => {
         service: 'beamline-gateway',
         timestamp: expect.any(String),
         timestamp_ms: expect.any(Number),
-        nats: { connected: true },
+        // the subscription count (§11) is no internal detail: always shown
+        nats: { connected: true, subscriptions: expect.any(Number) },
       });
       expect(JSON.stringify(h)).not.toContain(String(nats.port));
       for (const p of ['/healthz', '/readyz', '/health/live']) {
@@ -163,7 +164,7 @@ describe('/health details (item 7)', () => {
       const deadline = Date.now() + 10000;
       let h;
       while ((h = await health(gw)).status !== 'healthy' && Date.now() < deadline) await sleep(50);
-      expect(h.nats).toEqual({ connected: true, server: `127.0.0.1:${nats.port}` });
+      expect(h.nats).toEqual({ connected: true, server: `127.0.0.1:${nats.port}`, subscriptions: expect.any(Number) });
       expect(h.version).toBe(require('../../package.json').version);
     } finally {
       await gw.stop();

@@ -41,6 +41,26 @@ describe("beamline.metrics", function()
     assert.equal("0.25", metrics.format_value(0.25))
   end)
 
+  it("renders the stream families: labelled gauges summed per label over workers, two-label counters", function()
+    local e = {}
+    e['g|ss|messages|0'] = 3
+    e['g|ss|messages|1'] = 4
+    e['g|ss|results|1'] = 2
+    e['g|nb|0'] = 2
+    e['g|nb|1'] = 1
+    e['c|se|messages'] = 11
+    e['c|sx|messages|slow_client'] = 1
+    e['c|sx|results|invalid_result'] = 4
+    local text = metrics.render(e)
+    assert.is_true(has(text, "# TYPE gateway_sse_connections gauge"))
+    assert.is_true(has(text, 'gateway_sse_connections{stream="messages"} 7'))
+    assert.is_true(has(text, 'gateway_sse_connections{stream="results"} 2'))
+    assert.is_true(has(text, "gateway_nats_subscriptions 3"))
+    assert.is_true(has(text, 'gateway_sse_events_total{stream="messages"} 11'))
+    assert.is_true(has(text, 'gateway_sse_dropped_total{stream="messages",reason="slow_client"} 1'))
+    assert.is_true(has(text, 'gateway_sse_dropped_total{stream="results",reason="invalid_result"} 4'))
+  end)
+
   it("renders counters, cumulative histograms and summed gauges in text format 0.0.4", function()
     local e = {}
     e['r|decide|POST|200'] = 3

@@ -180,6 +180,39 @@ describe("encoders", function()
     end
   end)
 
+  it("append_pub writes PUB (no headers) or HPUB without a reply subject, byte-exact", function()
+    local cases = {
+      { "beamline.gateway.v1.events.t1", nil, '{"a":1}', "PUB beamline.gateway.v1.events.t1 7\r\n{\"a\":1}\r\n" },
+      { "s", nil, "", "PUB s 0\r\n\r\n" },
+      { "s", { "request_id", "r-1" }, "x", nil },
+      { "s.x", { "k", "\195\188" }, "\195\188!", nil },
+    }
+    for _, c in ipairs(cases) do
+      local subject, headers, payload, want = c[1], c[2], c[3], c[4]
+      if want == nil then want = assert(protocol.hpub(subject, nil, headers, payload)) end
+      local hlen = headers and protocol.header_block_len(headers) or 0
+      local out = { "PONG\r\n" }
+      local n = protocol.append_pub(out, 1, subject, headers, hlen, payload)
+      assert.equal(#out, n)
+      local parts = {}
+      for i = 1, n do parts[i] = tostring(out[i]) end
+      assert.equal("PONG\r\n" .. want, table.concat(parts))
+    end
+  end)
+
+  it("an HPUB without reply is delivered as an HMSG the parser reads back (sid dispatch)", function()
+    local hlen = protocol.header_block_len({ "request_id", "r-9" })
+    local out = {}
+    local n = protocol.append_pub(out, 0, "ev.t", { "request_id", "r-9" }, hlen, '{"x":true}')
+    local frame = table.concat(out, "", 1, n)
+    local delivered = (frame:gsub("^HPUB ev.t ", "HMSG ev.t 12 ", 1))
+    local frames, err = parse_all(delivered)
+    assert.is_nil(err)
+    assert.equal("12", frames[1].sid)
+    assert.equal("r-9", frames[1].headers.request_id)
+    assert.equal('{"x":true}', frames[1].payload)
+  end)
+
   it("HPUB rejects CR/LF in values and CR/LF/colon/space in names", function()
     local bad = {
       { "a:b", "v" }, { "a\r", "v" }, { "a\nb", "v" }, { "", "v" }, { "a b", "v" },

@@ -131,6 +131,8 @@ export interface ServerConfig {
     worker_shutdown_timeout_seconds: number;
     max_connections_per_client: number;
     conn_limit_zone_size_mb: number;
+    /** 0: inherit the open-file limit of nginx's master */
+    worker_rlimit_nofile: number;
 }
 
 export interface LogConfig {
@@ -166,6 +168,20 @@ export interface NatsRouteConfig {
     admin: boolean;
 }
 
+/** Realtime streams (CONTRACT §11, beamline.streams). */
+export interface StreamsConfig {
+    messages_enabled: boolean;
+    results_enabled: boolean;
+    events_subject_prefix: string;
+    results_subject: string;
+    max_per_tenant: number;
+    max_per_worker: number;
+    max_buffered_bytes: number;
+    heartbeat_ms: number;
+    results_replay_seconds: number;
+    results_replay_max_mb: number;
+}
+
 export interface GatewayConfig {
     version: string;
     /** The hosts file's names resolved at render time: name (lower case) → address. */
@@ -176,8 +192,15 @@ export interface GatewayConfig {
     nats: NatsConfig;
     router: { decide_subject: string; request_timeout_ms: number; admin_timeout_ms?: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
+    routes: {
+        decide: RouteConfig;
+        messages: RouteConfig;
+        admin: RouteConfig;
+        streams: RouteConfig;
+        [name: string]: RouteConfig | undefined;
+    };
     nats_routes: NatsRouteConfig[];
+    streams: StreamsConfig;
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number; max_per_tenant: number };
     rate_limit: RateLimitBackendConfig;

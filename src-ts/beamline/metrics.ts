@@ -60,6 +60,10 @@ export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
 export const METRICS_UPDATES_LOST = "gateway_metrics_updates_lost_total";
 export const IDEMPOTENCY_EVICTIONS = "gateway_idempotency_evictions_total";
 export const DECISION_EVICTIONS = "gateway_decision_cache_evictions_total";
+export const NATS_SUBSCRIPTIONS = "gateway_nats_subscriptions";
+export const SSE_CONNECTIONS = "gateway_sse_connections";
+export const SSE_EVENTS = "gateway_sse_events_total";
+export const SSE_DROPPED = "gateway_sse_dropped_total";
 
 interface Family {
     name: string;
@@ -67,8 +71,10 @@ interface Family {
     help: string;
     /** The short id in dict keys (see above); "r" for the requests counter. */
     id: string;
-    /** The one label of a `c|` counter. */
+    /** The one label of a `c|` counter or a labelled `g|` gauge. */
     label?: string;
+    /** A second label of a `c|` counter: its key is `c|<id>|<label value>|<label2 value>`. */
+    label2?: string;
     /** No labels: always rendered, 0 when nothing was recorded. */
     plain: boolean;
 }
@@ -124,13 +130,19 @@ export const FAMILIES: Family[] = [
         plain: true,
     },
     { name: NATS_RECONNECTS, type: "counter", id: "nc", help: "NATS reconnects after a lost connection (all workers).", plain: true },
-    { name: NATS_SENT, type: "counter", id: "ns", help: "Router request frames written to NATS (all workers).", plain: true },
+    {
+        name: NATS_SENT,
+        type: "counter",
+        id: "ns",
+        help: "Router request frames written to NATS (all workers).",
+        plain: true,
+    },
     { name: NATS_RECEIVED, type: "counter", id: "nr", help: "Messages received on the reply inboxes (all workers).", plain: true },
     {
         name: NATS_PUBLISH_FAILURES,
         type: "counter",
         id: "nf",
-        help: "Router request frames lost to a failed write or a disconnect (all workers).",
+        help: "Router request frames and events lost: not connected, invalid, over max_payload, or a failed write or disconnect (all workers).",
         plain: true,
     },
     // The traffic switch (beamline.traffic); only recorded while migration.enabled.
@@ -173,6 +185,39 @@ export const FAMILIES: Family[] = [
         id: "de",
         label: "reason",
         help: "Stored decisions dropped or refused: tenant_quota (the tenant's own oldest, past max_per_tenant), no_memory (the dict is full: not stored).",
+        plain: false,
+    },
+    // Subscriptions and realtime streams (CONTRACT §11, beamline.streams).
+    {
+        name: NATS_SUBSCRIPTIONS,
+        type: "gauge",
+        id: "nb",
+        help: "NATS subscriptions besides the reply inboxes: per-tenant stream events and the results subject (all workers).",
+        plain: true,
+    },
+    {
+        name: SSE_CONNECTIONS,
+        type: "gauge",
+        id: "ss",
+        label: "stream",
+        help: "Open SSE streams, by stream (messages, results).",
+        plain: false,
+    },
+    {
+        name: SSE_EVENTS,
+        type: "counter",
+        id: "se",
+        label: "stream",
+        help: "Events sent to SSE streams (one per event per stream).",
+        plain: false,
+    },
+    {
+        name: SSE_DROPPED,
+        type: "counter",
+        id: "sx",
+        label: "stream",
+        label2: "reason",
+        help: "Streams ended or messages dropped: slow_client (unsent output over streams.max_buffered_bytes), invalid_result, invalid_event.",
         plain: false,
     },
 ];
@@ -426,6 +471,31 @@ function delta(d: NgxSharedDict, key: string, now: number, last: number): number
     return now;
 }
 
+/** Adds `n` to a counter with two labels (`c|<id>|<v1>|<v2>`). Label values must not hold `|`. */
+export function add2(id: string, v1: string, v2: string, n: number): void {
+    add("c|" + id + "|" + v1 + "|" + v2, n);
+}
+
+/** Adds `n` to a one-label counter. */
+export function add1(id: string, v: string, n: number): void {
+    add(labelled_key(id, v), n);
+}
+
+/** Sets this worker's value of a labelled gauge (refreshed every second, TTL 5 s). */
+export function set_gauge(id: string, label_value: string, v: number): void {
+    const d = get_dict();
+    if (d === undefined) return;
+    const wid = ngx.worker.id();
+    d.set("g|" + id + "|" + label_value + "|" + tostr(wid !== undefined ? wid : ngx.worker.pid()), v, 5);
+}
+
+/** Per-worker sources flushed with the NATS counters (modules register here: no import cycle). */
+const flushers: (() => void)[] = [];
+
+export function register_flusher(f: () => void): void {
+    flushers[flushers.length] = f;
+}
+
 /** Adds this worker's NATS counter deltas and refreshes its connection gauge (TTL 5 s). */
 export function flush_worker(): void {
     const d = get_dict();
@@ -437,9 +507,12 @@ export function flush_worker(): void {
     last_reconnects = delta(d, P_NATS_RECONNECTS, c.reconnects, last_reconnects);
     const id = ngx.worker.id();
     d.set("g|" + ID[NATS_STATUS] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.is_connected() ? 1 : 0, 5);
-    d.set("g|" + ID[NATS_IN_FLIGHT] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.status().in_flight, 5);
+    const st = connection.status();
+    d.set("g|" + ID[NATS_IN_FLIGHT] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), st.in_flight, 5);
+    d.set("g|" + ID[NATS_SUBSCRIPTIONS] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), st.subscriptions, 5);
     // This worker's lost updates so far (a per-worker total, summed when rendered).
     if (updates_lost > 0) d.set("g|" + ID[METRICS_UPDATES_LOST] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), updates_lost, 5);
+    for (const f of flushers) f();
 }
 
 /** ngx.timer.every callback. */
@@ -470,6 +543,7 @@ export function render(entries: { [key: string]: number }): string {
     const hists: { [family: string]: { [route: string]: Hist } } = {};
     const gauges: { [family: string]: number } = {};
     const plain: { [family: string]: number } = {};
+    const labelled_gauges: { [series: string]: number } = {};
     for (const [k, v] of pairs(entries)) {
         const key = k as string;
         const value = v as number;
@@ -508,14 +582,29 @@ export function render(entries: { [key: string]: number }): string {
             const [id, label_value] = smatch(key, "^c|([^|]+)|(.*)$");
             const f = id !== undefined ? BY_ID[id] : undefined;
             if (f === undefined || f.label === undefined) continue;
+            if (f.label2 !== undefined) {
+                const [v1, v2] = smatch(label_value as string, "^([^|]*)|(.*)$");
+                if (v1 === undefined) continue;
+                push_series(series, f.name, f.name + "{" + f.label + '="' + v1 + '",' + f.label2 + '="' + v2 + '"} ' + format_value(value));
+                continue;
+            }
             push_series(series, f.name, f.name + "{" + f.label + '="' + label_value + '"} ' + format_value(value));
         } else if (tag === "p|") {
             const f = BY_ID[ssub(key, 3)];
             if (f !== undefined) plain[f.name] = value;
         } else if (tag === "g|") {
-            const [id] = smatch(key, "^g|([^|]+)|");
+            const [id, rest] = smatch(key, "^g|([^|]+)|(.*)$");
             const f = id !== undefined ? BY_ID[id] : undefined;
-            if (f !== undefined) gauges[f.name] = (gauges[f.name] ?? 0) + value;
+            if (f === undefined) continue;
+            if (f.label !== undefined) {
+                // g|<id>|<label value>|<worker>: summed per label value
+                const [lv] = smatch(rest as string, "^([^|]*)|");
+                if (lv === undefined) continue;
+                const k2 = f.name + "{" + f.label + '="' + lv + '"}';
+                labelled_gauges[k2] = (labelled_gauges[k2] ?? 0) + value;
+                continue;
+            }
+            gauges[f.name] = (gauges[f.name] ?? 0) + value;
         }
     }
     const out: string[] = [];
@@ -539,6 +628,13 @@ export function render(entries: { [key: string]: number }): string {
                 out.push(f.name + "_sum{" + l + "} " + format_value(h.sum));
                 out.push(f.name + "_count{" + l + "} " + format_value(cum));
             }
+        } else if (f.type === "gauge" && f.label !== undefined) {
+            const list: string[] = [];
+            for (const [k2, v2] of pairs(labelled_gauges)) {
+                if (ssub(k2 as string, 1, f.name.length + 1) === f.name + "{") list.push((k2 as string) + " " + format_value(v2 as number));
+            }
+            tsort(list);
+            for (const line of list) out.push(line);
         } else if (f.type === "gauge") {
             out.push(f.name + " " + format_value(gauges[f.name] ?? 0));
         } else if (f.plain) {

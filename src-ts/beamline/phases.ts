@@ -6,6 +6,8 @@ import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
 import * as nats_route from "./handlers/nats_route";
+import * as stream_routes from "./handlers/streams";
+import * as streams from "./streams";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
@@ -27,6 +29,8 @@ const handlers: { [route: string]: Handler | undefined } = {
     decide: api.decide,
     messages: api.messages,
     decision_lookup: api.decision_lookup,
+    messages_stream: stream_routes.messages_stream,
+    results_stream: stream_routes.results_stream,
     metrics: metrics.serve,
     ui_metrics: metrics.serve_ui,
     not_found: health.not_found,
@@ -120,6 +124,8 @@ export function init_worker(): void {
         // The config was validated, so this is a bug; the worker still serves health and errors.
         log_line.write(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
     }
+    // after connection.start: the results subscription goes out with the first handshake
+    streams.init_worker();
     const [tok, terr] = ngx.timer.every(METRICS_FLUSH_SECONDS, metrics.on_timer);
     if (tok === undefined) {
         log_line.write(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);

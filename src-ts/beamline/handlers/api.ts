@@ -25,6 +25,7 @@ import * as idempotency from "../idempotency";
 import * as metrics from "../metrics";
 import * as traffic from "../traffic";
 import * as log_line from "../log_line";
+import * as streams from "../streams";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -418,6 +419,8 @@ function handle(route: ApiRoute): void {
         }
         if (!traffic.is_shadow_request()) {
             decision_cache.store(n.tenant_id, n.request_id, n.message_id, out);
+            // message_created for the tenant's streams (§11.1): queued, never waits
+            streams.publish_decision(route, n.tenant_id, n.request_id, n.message_id, n.trace_id, out);
         }
     }
     idempotency.complete(mapped.status, out, n.request_id, n.trace_id);

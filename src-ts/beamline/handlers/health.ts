@@ -78,6 +78,8 @@ export function health(): void {
         nats: {
             connected: st.connected,
             server: !details ? undefined : st.connected && st.server !== undefined ? st.server : json.null,
+            // subscriptions besides the reply inbox: per-tenant stream events, results (§11)
+            subscriptions: st.subscriptions,
         },
     };
     util.json_response(200, doc);

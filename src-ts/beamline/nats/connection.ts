@@ -102,6 +102,8 @@ export interface Status {
     server: string | undefined;
     max_payload: number;
     in_flight: number;
+    /** live subscriptions besides the reply inbox (streams, results) */
+    subscriptions: number;
 }
 
 export interface Counters {
@@ -109,10 +111,26 @@ export interface Counters {
     sent: number;
     /** messages received on the inbox (replies, including late ones) */
     received: number;
-    /** request frames lost to a failed write or a disconnect before they were written */
+    /** request frames and published events lost: refused by publish(), a failed write, or a
+     * disconnect before they were written */
     publish_failures: number;
     /** successful connects after a lost connection */
     reconnects: number;
+    /** messages received on subscriptions other than the inbox (stream events, results) */
+    sub_received: number;
+}
+
+/**
+ * A subscription handler: runs in the reader thread for every MSG/HMSG of its subscription.
+ * It must not yield (no cosocket calls, no sleep, no semaphore wait): it may only queue work
+ * and post semaphores. An error in it is logged and the message dropped.
+ */
+export type SubscriptionHandler = (this: void, frame: Frame) => void;
+
+interface Subscription {
+    sid: string;
+    subject: string;
+    handler: SubscriptionHandler;
 }
 
 interface Server {
@@ -192,9 +210,17 @@ let spare: (string | number)[] = [];
 let qn = 0;
 /** request (HPUB) frames in `queue`, for the counters */
 let qpubs = 0;
+/** published messages (stream events: `publish`) in `queue`; not Router requests */
+let qevents = 0;
 let wsema: NgxSemaphore | undefined;
 
-const counters: Counters = { sent: 0, received: 0, publish_failures: 0, reconnects: 0 };
+const counters: Counters = { sent: 0, received: 0, publish_failures: 0, reconnects: 0, sub_received: 0 };
+
+// Subscriptions besides the reply inbox (sid "1"), by sid. They live across reconnects: a new
+// session re-sends a SUB for each before anything else it writes.
+const subs: { [sid: string]: Subscription | undefined } = {};
+let nsubs = 0;
+let next_sid = 1;
 
 // The client certificate chain and key (cdata from ngx.ssl.parse_pem_*), parsed in the master by
 // load_client_cert() so workers (an unprivileged user) never read the key file; inherited on fork.
@@ -364,10 +390,11 @@ function fail_all(): void {
             w.sema.post(1);
         }
     }
-    counters.publish_failures += qpubs;
+    counters.publish_failures += qpubs + qevents;
     queue = [];
     qn = 0;
     qpubs = 0;
+    qevents = 0;
 }
 
 /** Sets whether requests are held while connecting; wakes every held request on a change. */
@@ -410,6 +437,16 @@ function enqueue(frame: string): void {
 }
 
 function deliver(frame: Frame): void {
+    const sid = frame.sid;
+    if (sid !== "1") {
+        const s = sid !== undefined ? subs[sid] : undefined;
+        // a message already in flight when its UNSUB went out: dropped
+        if (s === undefined) return;
+        counters.sub_received++;
+        const [ok, err] = pcall(s.handler, frame);
+        if (!ok) log(ngx.ERR, "subscription handler for ", s.subject, " failed: ", err);
+        return;
+    }
     counters.received++;
     const token = ssub(frame.subject as string, inbox_prefix.length + 1);
     const w = waiters[token];
@@ -493,7 +530,81 @@ export function request(
 }
 
 export function status(): Status {
-    return { connected: connected, server: current_server, max_payload: max_payload, in_flight: in_flight };
+    return { connected: connected, server: current_server, max_payload: max_payload, in_flight: in_flight, subscriptions: nsubs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API: subscriptions and publishing (contract §11)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Subscribes `handler` to `subject` on this worker's connection and returns the sid. The SUB
+ * goes out now when connected, else with the next session's handshake (and again after every
+ * reconnect). Returns (nil, err) for an invalid subject.
+ */
+export function subscribe(subject: string, handler: SubscriptionHandler): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    next_sid++;
+    const sid = tostr(next_sid);
+    const [frame, err] = protocol.sub(subject, sid);
+    if (frame === undefined) return $multi(undefined, err as string);
+    subs[sid] = { sid: sid, subject: subject, handler: handler };
+    nsubs++;
+    if (connected) enqueue(frame);
+    return $multi(sid, undefined);
+}
+
+/** Ends a subscription (UNSUB when connected; a later session simply does not re-send it). */
+export function unsubscribe(sid: string): void {
+    if (subs[sid] === undefined) return;
+    subs[sid] = undefined;
+    nsubs--;
+    if (connected) enqueue(protocol.unsub(sid));
+}
+
+/** The subscriptions' SUB frames, for a new session (sent before any other frame). */
+function resubscribe(): void {
+    for (const [sid, s] of pairs(subs)) {
+        const [frame] = protocol.sub(s.subject, sid as string);
+        if (frame !== undefined) {
+            queue[qn] = frame;
+            qn++;
+        }
+    }
+}
+
+/**
+ * Publishes one message (HPUB when headers are given, else PUB) through the writer queue: it
+ * never yields and never waits for the server. Returns true, or (nil, err) when not connected,
+ * invalid, or over max_payload; every failure, and a frame later lost to a disconnect, counts
+ * in publish_failures.
+ */
+export function publish(
+    subject: string,
+    headers: HeaderList | undefined,
+    payload: string,
+): LuaMultiReturn<[true, undefined] | [undefined, string]> {
+    if (!connected) {
+        counters.publish_failures++;
+        return $multi(undefined, "not_connected");
+    }
+    if (bad_token(subject)) {
+        counters.publish_failures++;
+        return $multi(undefined, "invalid subject");
+    }
+    const herr = check_headers(headers);
+    if (herr !== undefined) {
+        counters.publish_failures++;
+        return $multi(undefined, herr);
+    }
+    const hlen = headers !== undefined ? header_block_len(headers) : 0;
+    if (hlen + payload.length > max_payload) {
+        counters.publish_failures++;
+        return $multi(undefined, "payload_too_large");
+    }
+    qn = protocol.append_pub(queue, qn, subject, headers, hlen, payload);
+    qevents++;
+    wake_writer();
+    return $multi(true, undefined);
 }
 
 /** The live counters table (read-only for callers). */
@@ -834,15 +945,17 @@ function writer(sess: Session): string {
         const batch = queue;
         const n = qn;
         const pubs = qpubs;
+        const evs = qevents;
         queue = spare;
         qn = 0;
         qpubs = 0;
+        qevents = 0;
         const [sent, err] = sock.send(batch);
         // clear only the slots we used: the table keeps its allocated size
         for (let i = 0; i < n; i++) batch[i] = undefined as unknown as string | number;
         spare = batch;
         if (sent === undefined) {
-            counters.publish_failures += pubs;
+            counters.publish_failures += pubs + evs;
             return "send: " + err;
         }
         counters.sent += pubs;
@@ -887,6 +1000,9 @@ function session(srv: Server): boolean {
     ever_connected = true;
     log(ngx.NOTICE, "connected to ", srv.key, " (max_payload ", max_payload, ")");
     set_holding(false); // wakes the requests held while connecting
+    // every live subscription again, before anything else this session writes
+    resubscribe();
+    if (qn > 0) wake_writer();
 
     const rt = ngx.thread.spawn(reader, sess);
     const wt = ngx.thread.spawn(writer, sess);

@@ -359,7 +359,11 @@ export function append_hpub(
     out[n + 7] = " ";
     out[n + 8] = hlen + payload.length;
     out[n + 9] = "\r\nNATS/1.0\r\n";
-    n += 10;
+    return append_headers_payload(out, n + 10, headers, payload);
+}
+
+/** The header lines, the blank line and the payload of an HPUB frame (after `NATS/1.0\r\n`). */
+function append_headers_payload(out: (string | number)[], n: number, headers: HeaderList | undefined, payload: string): number {
     if (headers !== undefined) {
         const hn = headers.length;
         for (let k = 0; k < hn; k += 2) {
@@ -374,6 +378,40 @@ export function append_hpub(
     out[n + 1] = payload;
     out[n + 2] = "\r\n";
     return n + 3;
+}
+
+/**
+ * A publish without a reply subject, as frame parts appended to `out` from (0-based) index `n`
+ * (see append_hpub): `HPUB subject #hdr #total` when `headers` is given (`hlen` from
+ * header_block_len), else `PUB subject #bytes`. The caller has checked subject and headers.
+ * Returns the next index.
+ */
+export function append_pub(
+    out: (string | number)[],
+    n: number,
+    subject: string,
+    headers: HeaderList | undefined,
+    hlen: number,
+    payload: string,
+): number {
+    if (headers === undefined) {
+        out[n] = "PUB ";
+        out[n + 1] = subject;
+        out[n + 2] = " ";
+        out[n + 3] = payload.length;
+        out[n + 4] = "\r\n";
+        out[n + 5] = payload;
+        out[n + 6] = "\r\n";
+        return n + 7;
+    }
+    out[n] = "HPUB ";
+    out[n + 1] = subject;
+    out[n + 2] = " ";
+    out[n + 3] = hlen;
+    out[n + 4] = " ";
+    out[n + 5] = hlen + payload.length;
+    out[n + 6] = "\r\nNATS/1.0\r\n";
+    return append_headers_payload(out, n + 7, headers, payload);
 }
 
 // ---------------------------------------------------------------------------------------------
