@@ -108,6 +108,19 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** OpenTelemetry trace export (beamline.tracing). */
+export interface TracingConfig {
+    enabled: boolean;
+    /** http://host[:port][/path] of the collector's OTLP/HTTP traces endpoint. */
+    endpoint: string;
+    sample_ratio: number;
+    service_name: string;
+    queue_size: number;
+    batch_size: number;
+    flush_interval_ms: number;
+    timeout_ms: number;
+}
+
 export interface GatewayConfig {
     version: string;
     server: { listen: string; port: number; workers: number | "auto" };
@@ -124,6 +137,7 @@ export interface GatewayConfig {
     cors: CorsConfig;
     metrics: { size_mb: number };
     migration: MigrationConfig;
+    tracing: TracingConfig;
 }
 
 let current: GatewayConfig | undefined;

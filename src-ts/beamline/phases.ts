@@ -11,6 +11,7 @@ import * as cors from "./cors";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
+import * as tracing from "./tracing";
 
 type Handler = () => void;
 
@@ -70,6 +71,7 @@ export function init(configPath: string): void {
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
+    tracing.configure(cfg.tracing, cfg.version);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -84,6 +86,7 @@ export function init_worker(): void {
     if (tok === undefined) {
         ngx.log(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
     }
+    tracing.start_worker();
 }
 
 /** content_by_lua: run the handler of the route nginx matched. */
@@ -106,6 +109,9 @@ export function log(): void {
         idempotency.release_unfinished();
     }
     metrics.log_request();
+    if (tracing.enabled()) {
+        tracing.log_phase();
+    }
     if (shadow_log) {
         traffic.after_response();
     }

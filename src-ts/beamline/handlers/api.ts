@@ -24,6 +24,7 @@ import * as rate_limit from "../rate_limit";
 import * as idempotency from "../idempotency";
 import * as metrics from "../metrics";
 import * as traffic from "../traffic";
+import * as tracing from "../tracing";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -326,15 +327,21 @@ function handle(route: ApiRoute): void {
             return fail(409, "conflict", "this Idempotency-Key was used with a different request body", c);
         }
     }
-    // 11. the Router
+    // 11. the Router. With tracing on, the Router gets the client span's context as traceparent.
+    const subject = cfg.router.decide_subject;
+    const traced = tracing.enabled();
+    if (traced) {
+        n.traceparent = tracing.router_traceparent(n.traceparent, n.trace_id, subject);
+    }
     const [payload, nats_headers] = model.build_router_request(n);
     if (payload === undefined) {
         return fail(400, "invalid_request", "request body holds a number that cannot be forwarded", c);
     }
     ngx.update_time();
     const t0 = ngx.now();
-    const [reply, failure] = router_client.decide(payload, nats_headers as string[], cfg.router.decide_subject, timeout_ms);
+    const [reply, failure] = router_client.decide(payload, nats_headers as string[], subject, timeout_ms);
     if (failure !== "payload_too_large" && failure !== "invalid_request") {
+        if (traced && failure !== undefined) tracing.router_done(failure);
         // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
         // refused before publishing (too large, unencodable) has none.
         ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
@@ -362,8 +369,9 @@ function handle(route: ApiRoute): void {
         return fail(500, "internal", "internal error", c);
     }
     const mapped = router_reply.map_reply(reply);
-    ngx.var["beamline_router_code"] =
-        mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    const outcome = mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    ngx.var["beamline_router_code"] = outcome;
+    if (traced) tracing.router_done(outcome);
     if (mapped.body === undefined) {
         ngx.log(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", n.trace_id);
         return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
