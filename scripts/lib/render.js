@@ -4,9 +4,11 @@
 const fs = require('fs');
 const path = require('path');
 const Handlebars = require('handlebars');
+const YAML = require('yaml');
 const { ROOT, parseLegacyUrl } = require('./config');
 
 const TEMPLATES = path.join(ROOT, 'templates');
+const OPENAPI = path.join(ROOT, 'docs', 'openapi.yaml');
 
 // Lua search paths per runtime. Debian's nginx loads the Lua module dynamically and finds
 // lua-resty-core and cjson in the distribution's Lua directories; OpenResty has them built in.
@@ -43,6 +45,7 @@ const ROUTES = [
   { name: 'ready', match: '= /health/ready', allow: GET_HEAD },
   { name: 'live', match: '= /health/live', allow: GET_HEAD },
   { name: 'metrics', match: '= /metrics', allow: GET_HEAD },
+  { name: 'openapi', match: '= /openapi.json', allow: GET_HEAD },
   { name: 'decide', match: '= /api/v1/routes/decide', allow: 'POST' },
   { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
   { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', allow: GET_HEAD },
@@ -265,6 +268,8 @@ function render(config, opts = {}) {
     .sort()) {
     write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
   }
+  // GET /openapi.json serves docs/openapi.yaml as JSON (read by the Lua side in init_by_lua).
+  write('openapi.json', JSON.stringify(YAML.parse(fs.readFileSync(OPENAPI, 'utf8'))));
   // The Lua side's copy of the config holds NATS credentials: owner-only.
   write('gateway.json', JSON.stringify({ ...config, version: require(path.join(ROOT, 'package.json')).version }, null, 2), 0o600);
   return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };

@@ -5,6 +5,7 @@
 import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
+import * as openapi from "./handlers/openapi";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
@@ -25,6 +26,7 @@ const handlers: { [route: string]: Handler | undefined } = {
     messages: api.messages,
     decision_lookup: api.decision_lookup,
     metrics: metrics.serve,
+    openapi: openapi.serve,
     not_found: health.not_found,
 };
 
@@ -72,6 +74,9 @@ export function init(configPath: string): void {
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
     tracing.configure(cfg.tracing, cfg.version);
+    // The rendered OpenAPI document lies next to gateway.json in the prefix.
+    const [dir] = string.match(configPath, "^(.*)/[^/]*$");
+    openapi.load(dir !== undefined ? dir : ".");
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
