@@ -22,6 +22,8 @@
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
 //   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
+//   --tracing off|on (default off; on: OTLP trace export at 100% sampling to a receiver in this
+//   process that accepts and counts the spans; the exported and dropped counts are printed),
 //   --config FILE, --out DIR, --max-load L (before starting: wait until the 1-minute load average
 //   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
 //   the cores busy; the load average is printed too but includes the benchmark's own load),
@@ -253,6 +255,7 @@ async function startBenchStack(opts) {
 
   const nats = await procs.startNats();
   const router = await procs.startRouter({ natsUrl: nats.url, args: ['--fast'] });
+  const collector = opts.tracing === 'on' ? await startCollector() : null;
   const port = await freePort();
   const prefix = path.join(procs.tmpRoot(), 'nginx');
   const { config } = loadConfig({
@@ -271,6 +274,8 @@ async function startBenchStack(opts) {
         raw.log.access_log_buffer_kb = opts.accessLog === 'buffered' ? 64 : 0;
         raw.log.access_log_flush_ms = 1000;
       }
+      // Trace export at 100% sampling to the in-process collector (--tracing on).
+      if (collector) raw.tracing = { ...(raw.tracing || {}), enabled: true, endpoint: `${collector.url}/v1/traces`, sample_ratio: 1 };
       // Rate limits must not answer 429 to the benchmark's single tenant.
       raw.routes = raw.routes || {};
       for (const r of ['decide', 'messages']) {
@@ -293,7 +298,37 @@ async function startBenchStack(opts) {
     await sleep(50);
   }
   const errorLog = path.join(prefix, 'logs', 'error.log');
-  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir };
+  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir, collector };
+}
+
+/**
+ * An OTLP/HTTP receiver for --tracing on: answers every POST with 200 `{}` and counts the spans
+ * (by their `"spanId"` keys, without decoding: a collector's work is not what is measured).
+ */
+async function startCollector() {
+  const c = { posts: 0, spans: 0, url: '' };
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => (text += d));
+    req.on('end', () => {
+      c.posts++;
+      c.spans += text.split('"spanId"').length - 1;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  c.url = `http://127.0.0.1:${server.address().port}`;
+  procs.track({
+    name: 'otlp-collector',
+    stop: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  });
+  return c;
 }
 
 async function describeMachine(stack) {
@@ -781,6 +816,7 @@ async function main() {
         'wait-load',
         'out',
         'access-log',
+        'tracing',
       ],
     });
   } catch (e) {
@@ -804,8 +840,10 @@ async function main() {
     waitLoad: Number(a['wait-load'] || 300),
     outDir: path.resolve(a.out || path.join(ROOT, 'bench', 'results')),
     accessLog: a['access-log'] || 'off',
+    tracing: a.tracing || 'off',
   };
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
+  if (!['off', 'on'].includes(o.tracing)) throw new Error('--tracing: off or on');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
   if (o.levels.some((c) => !(c >= 1))) throw new Error('--concurrency: positive integers, comma-separated');
 
@@ -820,7 +858,7 @@ async function main() {
   const stack = await startBenchStack(o);
   say(
     `stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), ` +
-      `reference Router --fast (pid ${stack.router.pid}); access log ${o.accessLog}`,
+      `reference Router --fast (pid ${stack.router.pid}); access log ${o.accessLog}; tracing ${o.tracing}`,
   );
   const machine = await describeMachine(stack);
   say(`machine: ${machineText(machine)}`);
@@ -860,6 +898,22 @@ async function main() {
         `connections and requests in flight; \`--memory\` checks for leaks: 1,000,000 decide requests at one concurrency)`,
     );
   }
+  let tracing;
+  if (stack.collector) {
+    await sleep(1500); // the last flush of every worker
+    const m = (await get(`${stack.url}/metrics`)).body;
+    const sum = (re) => [...m.matchAll(re)].reduce((n, x) => n + Number(x[1]), 0);
+    tracing = {
+      spans_received: stack.collector.spans,
+      posts: stack.collector.posts,
+      spans_exported: sum(/^gateway_tracing_spans_exported_total (\S+)$/gm),
+      spans_dropped: sum(/^gateway_tracing_spans_dropped_total\{[^}]*\} (\S+)$/gm),
+    };
+    say(
+      `tracing: ${num(tracing.spans_received)} spans in ${num(tracing.posts)} POSTs received by the collector; ` +
+        `exported ${num(tracing.spans_exported)}, dropped ${num(tracing.spans_dropped)} (gateway metrics)`,
+    );
+  }
   say(`machine: ${machineText(machine)}; load average at the end ${loadavg().join(' ')}`);
   const doc = {
     kind: 'throughput',
@@ -871,12 +925,14 @@ async function main() {
       targets: o.targets,
       threads: o.threads || 'c=1: 1, else 2',
       access_log: o.accessLog,
+      tracing: o.tracing,
       decide_body: DECIDE_BODY,
     },
     void: voided.length > 0,
     results,
     ratios: rs,
     memory,
+    tracing,
   };
   const base = path.join(o.outDir, `bench-${ts}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2));

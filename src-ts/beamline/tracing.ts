@@ -16,7 +16,8 @@
  *
  * Export: finished spans go to a bounded per-worker queue (overflow dropped and counted in
  * gateway_tracing_spans_dropped_total{reason="queue_full"}); a timer per worker POSTs them in
- * batches to `tracing.endpoint`, never on a request's path. A collector that refuses, is down or
+ * batches to `tracing.endpoint` (and a zero-delay timer as soon as a full batch is queued), never
+ * on a request's path. A collector that refuses, is down or
  * is slower than `timeout_ms` costs that batch (reason "export_failed"), nothing else. On worker
  * exit the timer makes one last short attempt.
  *
@@ -102,6 +103,8 @@ let head = 1;
 let tail = 1;
 let queued = 0;
 let busy = false;
+/** An early flush (a full batch) is scheduled. */
+let kicked = false;
 
 /** Whether trace export is on (the only per-request cost when it is off). */
 export function enabled(): boolean {
@@ -296,6 +299,12 @@ export function log_phase(): void {
     };
     tail++;
     queued += n;
+    // A full batch goes out now rather than at the next tick (the queue stays short under load).
+    if (queued >= settings.batch_size && !busy && !kicked) {
+        kicked = true;
+        const [ok] = ngx.timer.at(0, on_kick);
+        if (ok === undefined) kicked = false;
+    }
 }
 
 /** Epoch seconds (ms precision) as OTLP's uint64 nanoseconds, a decimal string. */
@@ -494,6 +503,12 @@ function on_timer(premature: boolean): void {
     const [ok, err] = pcall(flush, timeout);
     busy = false;
     if (!ok) ngx.log(ngx.ERR, "beamline: trace export failed: ", err);
+}
+
+/** ngx.timer.at callback of an early flush. */
+function on_kick(premature: boolean): void {
+    kicked = false;
+    on_timer(premature);
 }
 
 /** For tests: how many spans wait in this worker's queue. */
