@@ -32,21 +32,26 @@ describe("beamline.tracing", function()
     assert.is_true(kept > 1800 and kept < 2200, "kept " .. kept)
   end)
 
-  it("encodes a request's server and client spans as OTLP JSON (hex ids, nanosecond strings, kinds, error status)", function()
+  local function encode(t)
     local out = {}
-    tracing.encode_record({
-      t = {
-        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", parent_id = "00f067aa0ba902b7", span_id = "1111111111111111",
-        sampled = true, client_id = "2222222222222222", client_start = 1700000000.125, client_end = 1700000000.127,
-        subject = "beamline.router.v1.decide", outcome = "timeout",
-      },
-      n = 2, name = "POST /api/v1/routes/decide", start = 1700000000.123, ["end"] = 1700000005.2,
+    local n = tracing.encode_record(t, out, 1)
+    return cjson.decode("[" .. table.concat(out, "", 1, n - 1) .. "]")
+  end
+
+  it("encodes a request's server and client spans as OTLP JSON (hex ids, nanosecond strings, kinds, error status)", function()
+    local spans = encode({
+      trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", parent_id = "00f067aa0ba902b7", span_id = "1111111111111111",
+      sampled = true, client_id = "2222222222222222", client_start = 1700000000.125, client_end = 1700000000.127,
+      subject = "beamline.router.v1.decide", outcome = "timeout",
+      n = 2, start = 1700000000.123, ["end"] = 1700000005.2,
       method = "POST", route = "/api/v1/routes/decide", path = "/api/v1/routes/decide", status = 504,
-      tenant = "acme", request_id = "r-\"1\"",
-    }, out)
-    assert.equal(2, #out)
-    local server, client = cjson.decode(out[1]), cjson.decode(out[2])
+      tenant = "acme", request_id = "r-\"1\"\\",
+    })
+    assert.equal(2, #spans)
+    local server, client = spans[1], spans[2]
+    assert.equal("POST /api/v1/routes/decide", server.name)
     assert.equal("4bf92f3577b34da6a3ce929d0e0e4736", server.traceId)
+    assert.equal("1111111111111111", server.spanId)
     assert.equal("00f067aa0ba902b7", server.parentSpanId)
     assert.equal(2, server.kind)
     assert.equal("1700000000123000000", server.startTimeUnixNano)
@@ -55,26 +60,39 @@ describe("beamline.tracing", function()
     local attrs = {}
     for _, a in ipairs(server.attributes) do attrs[a.key] = a.value end
     assert.same({ intValue = 504 }, attrs["http.response.status_code"])
-    assert.same({ stringValue = "r-\"1\"" }, attrs["beamline.request_id"])
+    assert.same({ stringValue = "r-\"1\"\\" }, attrs["beamline.request_id"])
     assert.same({ stringValue = "acme" }, attrs["beamline.tenant_id"])
+    assert.same({ stringValue = "/api/v1/routes/decide" }, attrs["url.path"])
+    assert.same({ stringValue = "POST" }, attrs["http.request.method"])
+    assert.same({ stringValue = "504" }, attrs["error.type"])
+    assert.equal("4bf92f3577b34da6a3ce929d0e0e4736", client.traceId)
     assert.equal("1111111111111111", client.parentSpanId)
     assert.equal("2222222222222222", client.spanId)
     assert.equal(3, client.kind)
     assert.equal("send beamline.router.v1.decide", client.name)
+    assert.equal("1700000000125000000", client.startTimeUnixNano)
     assert.same({ code = 2, message = "timeout" }, client.status)
+    local cattrs = {}
+    for _, a in ipairs(client.attributes) do cattrs[a.key] = a.value end
+    assert.same({ stringValue = "beamline.router.v1.decide" }, cattrs["messaging.destination.name"])
+    assert.same({ stringValue = "nats" }, cattrs["messaging.system"])
+    assert.same({ stringValue = "timeout" }, cattrs["error.type"])
   end)
 
-  it("a successful request without a Router call is one span without status or parent", function()
-    local out = {}
-    tracing.encode_record({
-      t = { trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", span_id = "1111111111111111", sampled = true },
-      n = 1, name = "GET /api/v1/routes/decide/{id}", start = 1, ["end"] = 2, method = "GET",
-      route = "/api/v1/routes/decide/{id}", path = "/api/v1/routes/decide/x", status = 404, tenant = "", request_id = "",
-    }, out)
-    assert.equal(1, #out)
-    local s = cjson.decode(out[1])
+  it("a request without a Router call is one span; no status unless 5xx, no parent without one; odd paths are escaped", function()
+    local spans = encode({
+      trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", span_id = "1111111111111111", sampled = true,
+      n = 1, start = 1, ["end"] = 2, method = "GET", route = "/api/v1/routes/decide/{id}",
+      path = "/api/v1/routes/decide/a\"b\1\255", status = 404, tenant = "", request_id = "",
+    })
+    assert.equal(1, #spans)
+    local s = spans[1]
     assert.is_nil(s.parentSpanId)
     assert.is_nil(s.status)
-    for _, a in ipairs(s.attributes) do assert.not_equal("beamline.tenant_id", a.key) end
+    local attrs = {}
+    for _, a in ipairs(s.attributes) do attrs[a.key] = a.value end
+    assert.is_nil(attrs["beamline.tenant_id"])
+    assert.is_nil(attrs["beamline.request_id"])
+    assert.same({ stringValue = "/api/v1/routes/decide/a\"b%01%FF" }, attrs["url.path"])
   end)
 end)

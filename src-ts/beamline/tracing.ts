@@ -27,6 +27,7 @@ import * as ids from "./ids";
 import * as json from "./json";
 import * as metrics from "./metrics";
 import type { TracingConfig } from "./config";
+import tclear = require("table.clear");
 
 const sfind = string.find;
 const ssub = string.sub;
@@ -37,6 +38,7 @@ const slower = string.lower;
 const floor = math.floor;
 const tonum = tonumber;
 const concat = table.concat;
+const new_span_id = ids.new_span_id;
 
 /** OTLP span kinds and status codes (opentelemetry/proto/trace/v1/trace.proto). */
 const KIND_SERVER = 2;
@@ -65,8 +67,11 @@ interface Settings {
     head: string;
 }
 
-/** Per request (ngx.ctx.beamline_trace), only while tracing is on. */
-interface RequestTrace {
+/**
+ * One request's trace (ngx.ctx.beamline_trace while it runs, then the queue entry): the ids, the
+ * Router call, and what the log phase adds. One table per request, only while tracing is on.
+ */
+export interface RequestTrace {
     trace_id: string;
     parent_id?: string;
     span_id: string;
@@ -76,29 +81,24 @@ interface RequestTrace {
     client_end?: number;
     subject?: string;
     outcome?: string;
-}
-
-/** A finished request's spans, waiting in the queue. */
-interface Record {
-    t: RequestTrace;
-    /** Number of spans (1 or 2). */
-    n: number;
-    name: string;
-    start: number;
-    end: number;
-    method: string;
-    route: string;
-    path: string;
-    status: number;
-    tenant: string;
-    request_id: string;
+    tenant?: string;
+    request_id?: string;
+    // Set by the log phase:
+    /** Number of spans (1, or 2 with a finished Router call). */
+    n?: number;
+    start?: number;
+    end?: number;
+    method?: string;
+    route?: string;
+    path?: string;
+    status?: number;
 }
 
 let on = false;
 let s: Settings | undefined;
 
 // The queue: records at [head, tail), `queued` spans in it.
-let queue: Record[] = [];
+let queue: RequestTrace[] = [];
 let head = 1;
 let tail = 1;
 let queued = 0;
@@ -145,11 +145,6 @@ export function ratio_sampled(trace_id: string, threshold: number): boolean {
     return (tonum(ssub(trace_id, 20, 32), 16) as number) < threshold;
 }
 
-function attr(key: string, value: string): string {
-    const [v] = json.encode(value);
-    return '{"key":"' + key + '","value":{"stringValue":' + (v as string) + "}}";
-}
-
 /** init_by_lua (master): reads tracing.*; workers inherit the result. */
 export function configure(cfg: TracingConfig, version: string): void {
     on = false;
@@ -180,9 +175,9 @@ export function configure(cfg: TracingConfig, version: string): void {
             '{"key":"service.version","value":{"stringValue":' +
             (ver as string) +
             "}}," +
-            attr("telemetry.sdk.name", "beamline-gateway") +
+            sattr("telemetry.sdk.name", "beamline-gateway") +
             "," +
-            attr("telemetry.sdk.language", "lua") +
+            sattr("telemetry.sdk.language", "lua") +
             ']},"scopeSpans":[{"scope":{"name":"beamline.gateway","version":' +
             (ver as string) +
             '},"spans":[',
@@ -218,10 +213,10 @@ function begin(traceparent: string | undefined, trace_id: string | undefined): R
     if (parent_trace !== undefined) {
         const tp = traceparent as string;
         const flags = tonum(ssub(tp, 54, 55), 16) as number;
-        t = { trace_id: parent_trace, parent_id: ssub(tp, 37, 52), span_id: ids.random_hex(8), sampled: flags % 2 === 1 };
+        t = { trace_id: parent_trace, parent_id: ssub(tp, 37, 52), span_id: new_span_id(), sampled: flags % 2 === 1 };
     } else {
         const id = trace_id_of(trace_id) ?? ids.new_trace_id();
-        t = { trace_id: id, span_id: ids.random_hex(8), sampled: ratio_sampled(id, settings.threshold) };
+        t = { trace_id: id, span_id: new_span_id(), sampled: ratio_sampled(id, settings.threshold) };
     }
     ngx.ctx["beamline_trace"] = t;
     return t;
@@ -232,10 +227,18 @@ function begin(traceparent: string | undefined, trace_id: string | undefined): R
  * (the client span's context). `traceparent` is the client's (valid or nil), `trace_id` the
  * request's effective trace id.
  */
-export function router_traceparent(traceparent: string | undefined, trace_id: string, subject: string): string {
+export function router_traceparent(
+    traceparent: string | undefined,
+    trace_id: string,
+    subject: string,
+    tenant_id: string,
+    request_id: string,
+): string {
     let t = ngx.ctx["beamline_trace"] as RequestTrace | undefined;
     if (t === undefined) t = begin(traceparent, trace_id);
-    const id = ids.random_hex(8);
+    t.tenant = tenant_id;
+    t.request_id = request_id;
+    const id = new_span_id();
     t.client_id = id;
     t.subject = subject;
     t.client_start = ngx.now();
@@ -263,8 +266,10 @@ function safe_path(p: string): string {
 /** log_by_lua (tracing on): queues the spans of a sampled API request. */
 export function log_phase(): void {
     const v = ngx.var;
+    const internal = ngx.req.is_internal();
     let route = v["beamline_route"];
-    if (route === undefined || route === "") route = v["beamline_uri_route"];
+    // nginx's own errors (error_page) lost the route: take it from the request URI.
+    if (internal && (route === undefined || route === "")) route = v["beamline_uri_route"];
     if (route === undefined) return;
     const http_route = HTTP_ROUTES[route];
     if (http_route === undefined) return;
@@ -279,24 +284,28 @@ export function log_phase(): void {
         metrics.tracing_dropped("queue_full", n);
         return;
     }
-    let method = v["beamline_request_method"];
+    let method: string | undefined;
+    let path: string | undefined;
+    if (internal) {
+        // The method and path as they came in (conf.d/00-http.conf), not the error_page redirect's.
+        method = v["beamline_request_method"];
+        path = v["beamline_raw_path"];
+    }
     if (method === undefined || method === "") method = ngx.req.get_method();
-    let path = v["beamline_raw_path"];
-    if (path === undefined || path === "") path = v["uri"] ?? "/";
+    if (path === undefined || path === "") path = route === "decision_lookup" ? v["uri"] : http_route;
+    if (t.tenant === undefined) {
+        t.tenant = v["beamline_tenant_id"];
+        t.request_id = v["sent_http_x_request_id"];
+    }
     ngx.update_time();
-    queue[tail] = {
-        t,
-        n,
-        name: method + " " + http_route,
-        start: ngx.req.start_time(),
-        end: ngx.now(),
-        method,
-        route: http_route,
-        path: safe_path(path),
-        status: ngx.status,
-        tenant: v["beamline_tenant_id"] ?? "",
-        request_id: v["sent_http_x_request_id"] ?? "",
-    };
+    t.n = n;
+    t.start = ngx.req.start_time();
+    t.end = ngx.now();
+    t.method = method;
+    t.route = http_route;
+    t.path = path;
+    t.status = ngx.status;
+    queue[tail] = t;
     tail++;
     queued += n;
     // A full batch goes out now rather than at the next tick (the queue stays short under load).
@@ -312,76 +321,141 @@ function nanos(t: number): string {
     return sformat("%.0f000000", floor(t * 1000 + 0.5));
 }
 
-/** The JSON of a record's spans (server, then client), appended to `out`. */
-export function encode_record(r: Record, out: string[]): void {
-    const t = r.t;
-    const error = r.status >= 500;
-    const attrs = [
-        attr("http.request.method", r.method),
-        attr("http.route", r.route),
-        attr("url.path", r.path),
-        attr("url.scheme", "http"),
-        '{"key":"http.response.status_code","value":{"intValue":' + r.status + "}}",
-    ];
-    if (r.tenant !== "") attrs.push(attr("beamline.tenant_id", r.tenant));
-    if (r.request_id !== "") attrs.push(attr("beamline.request_id", r.request_id));
-    if (error) attrs.push(attr("error.type", tostring(r.status)));
-    out.push(
-        '{"traceId":"' +
-            t.trace_id +
-            '","spanId":"' +
-            t.span_id +
-            (t.parent_id !== undefined ? '","parentSpanId":"' + t.parent_id : "") +
-            '","name":' +
-            (json.encode(r.name)[0] as string) +
+/** A JSON string literal; most values need no escaping (validated ids, route names). */
+function jstr(v: string): string {
+    // Printable ASCII but `"` and backslash needs no escaping.
+    if (sfind(v, "[^ !#-[%]-~]")[0] === undefined) return '"' + v + '"';
+    return json.encode(v)[0] as string;
+}
+
+/** `{"key":…,"value":{"stringValue":…}}` */
+function sattr(key: string, value: string): string {
+    return '{"key":"' + key + '","value":{"stringValue":' + jstr(value) + "}}";
+}
+
+/** Per (method, route): the server span's fixed part, built once. */
+const server_heads: { [key: string]: string } = {};
+function server_head(method: string, route: string): string {
+    const key = method + " " + route;
+    let h = server_heads[key];
+    if (h === undefined) {
+        h =
+            '{"name":' +
+            jstr(key) +
             ',"kind":' +
             KIND_SERVER +
-            ',"startTimeUnixNano":"' +
-            nanos(r.start) +
-            '","endTimeUnixNano":"' +
-            nanos(r.end) +
-            '","attributes":[' +
-            concat(attrs, ",") +
-            "]" +
-            (error ? ',"status":{"code":' + STATUS_ERROR + ',"message":"HTTP ' + r.status + '"}' : "") +
-            "}",
-    );
-    if (r.n === 2) {
+            ',"attributes":[' +
+            sattr("http.request.method", method) +
+            "," +
+            sattr("http.route", route) +
+            "," +
+            sattr("url.scheme", "http") +
+            ',{"key":"url.path","value":{"stringValue":';
+        server_heads[key] = h;
+    }
+    return h;
+}
+
+/** Per subject: the client span's fixed part, built once. */
+const client_heads: { [subject: string]: string } = {};
+function client_head(subject: string): string {
+    let h = client_heads[subject];
+    if (h === undefined) {
+        h =
+            '{"name":' +
+            jstr("send " + subject) +
+            ',"kind":' +
+            KIND_CLIENT +
+            ',"attributes":[' +
+            sattr("messaging.system", "nats") +
+            "," +
+            sattr("messaging.destination.name", subject) +
+            "," +
+            sattr("messaging.operation.name", "request") +
+            "," +
+            sattr("messaging.operation.type", "send") +
+            "," +
+            sattr("messaging.operation", "publish") +
+            ',{"key":"beamline.router.outcome","value":{"stringValue":';
+        client_heads[subject] = h;
+    }
+    return h;
+}
+
+/** A string buffer indexed from 1 as Lua sees it (an object, so TypeScriptToLua shifts no index). */
+type Buffer = { [i: number]: string };
+
+/**
+ * Appends the JSON of a request's spans (server, then client, comma-separated) to `out` from
+ * index `i`; returns the next free index.
+ */
+export function encode_record(t: RequestTrace, out: Buffer, i: number): number {
+    const status = t.status as number;
+    const error = status >= 500;
+    const tenant = t.tenant !== undefined && t.tenant !== "" ? t.tenant : undefined;
+    out[i] = server_head(t.method as string, t.route as string);
+    out[i + 1] = jstr(safe_path(t.path as string));
+    out[i + 2] = '}},{"key":"http.response.status_code","value":{"intValue":';
+    out[i + 3] = status as unknown as string;
+    out[i + 4] = "}}";
+    i += 5;
+    if (tenant !== undefined) {
+        out[i] = "," + sattr("beamline.tenant_id", tenant);
+        i++;
+    }
+    if (t.request_id !== undefined && t.request_id !== "") {
+        out[i] = "," + sattr("beamline.request_id", t.request_id);
+        i++;
+    }
+    out[i] = error
+        ? ',{"key":"error.type","value":{"stringValue":"' +
+          status +
+          '"}}],"status":{"code":' +
+          STATUS_ERROR +
+          ',"message":"HTTP ' +
+          status +
+          '"}'
+        : "]";
+    out[i + 1] = ',"traceId":"';
+    out[i + 2] = t.trace_id;
+    out[i + 3] = '","spanId":"';
+    out[i + 4] = t.span_id;
+    out[i + 5] = t.parent_id !== undefined ? '","parentSpanId":"' + t.parent_id : "";
+    out[i + 6] = '","startTimeUnixNano":"';
+    out[i + 7] = nanos(t.start as number);
+    out[i + 8] = '","endTimeUnixNano":"';
+    out[i + 9] = nanos(t.end as number);
+    out[i + 10] = '"}';
+    i += 11;
+    if (t.n === 2) {
         const outcome = t.outcome ?? "";
         const failed = outcome !== "ok";
-        const subject = t.subject ?? "";
-        const cattrs = [
-            attr("messaging.system", "nats"),
-            attr("messaging.destination.name", subject),
-            attr("messaging.operation.name", "request"),
-            attr("messaging.operation.type", "send"),
-            attr("messaging.operation", "publish"),
-            attr("beamline.router.outcome", outcome),
-        ];
-        if (r.tenant !== "") cattrs.push(attr("beamline.tenant_id", r.tenant));
-        if (failed) cattrs.push(attr("error.type", outcome));
-        out.push(
-            '{"traceId":"' +
-                t.trace_id +
-                '","spanId":"' +
-                (t.client_id as string) +
-                '","parentSpanId":"' +
-                t.span_id +
-                '","name":' +
-                (json.encode("send " + subject)[0] as string) +
-                ',"kind":' +
-                KIND_CLIENT +
-                ',"startTimeUnixNano":"' +
-                nanos(t.client_start as number) +
-                '","endTimeUnixNano":"' +
-                nanos(t.client_end as number) +
-                '","attributes":[' +
-                concat(cattrs, ",") +
-                "]" +
-                (failed ? ',"status":{"code":' + STATUS_ERROR + ',"message":' + (json.encode(outcome)[0] as string) + "}" : "") +
-                "}",
-        );
+        out[i] = ",";
+        out[i + 1] = client_head(t.subject ?? "");
+        out[i + 2] = jstr(outcome);
+        out[i + 3] = "}}";
+        i += 4;
+        if (tenant !== undefined) {
+            out[i] = "," + sattr("beamline.tenant_id", tenant);
+            i++;
+        }
+        out[i] = failed
+            ? "," + sattr("error.type", outcome) + '],"status":{"code":' + STATUS_ERROR + ',"message":' + jstr(outcome) + "}"
+            : "]";
+        out[i + 1] = ',"traceId":"';
+        out[i + 2] = t.trace_id;
+        out[i + 3] = '","spanId":"';
+        out[i + 4] = t.client_id as string;
+        out[i + 5] = '","parentSpanId":"';
+        out[i + 6] = t.span_id;
+        out[i + 7] = '","startTimeUnixNano":"';
+        out[i + 8] = nanos(t.client_start as number);
+        out[i + 9] = '","endTimeUnixNano":"';
+        out[i + 10] = nanos(t.client_end as number);
+        out[i + 11] = '"}';
+        i += 12;
     }
+    return i;
 }
 
 /**
@@ -447,19 +521,28 @@ function post(settings: Settings, body: string, timeout_ms: number): LuaMultiRet
 
 let last_warning = 0;
 
+// The export request is assembled here (reused: cleared after each POST).
+const parts: Buffer = {};
+
 /** Exports what is queued, one batch at a time; a failed batch is dropped and counted. */
 function flush(timeout_ms: number): void {
     const settings = s as Settings;
     while (head < tail) {
-        const parts: string[] = [];
         let spans = 0;
+        let i = 2;
+        parts[1] = settings.head;
         while (head < tail && spans < settings.batch_size) {
-            const r = queue[head];
-            queue[head] = undefined as unknown as Record;
+            const t = queue[head];
+            queue[head] = undefined as unknown as RequestTrace;
             head++;
-            encode_record(r, parts);
-            spans += r.n;
+            if (spans > 0) {
+                parts[i] = ",";
+                i++;
+            }
+            i = encode_record(t, parts, i);
+            spans += t.n as number;
         }
+        parts[i] = "]}]}]}";
         queued -= spans;
         if (head === tail) {
             // Empty: start the array over so its indexes do not grow forever.
@@ -467,7 +550,9 @@ function flush(timeout_ms: number): void {
             head = 1;
             tail = 1;
         }
-        const [ok, err] = post(settings, settings.head + concat(parts, ",") + "]}]}]}", timeout_ms);
+        const body = concat(parts as string[], "", 1, i);
+        tclear(parts);
+        const [ok, err] = post(settings, body, timeout_ms);
         if (ok) {
             metrics.tracing_exported(spans);
         } else {

@@ -331,7 +331,7 @@ function handle(route: ApiRoute): void {
     const subject = cfg.router.decide_subject;
     const traced = tracing.enabled();
     if (traced) {
-        n.traceparent = tracing.router_traceparent(n.traceparent, n.trace_id, subject);
+        n.traceparent = tracing.router_traceparent(n.traceparent, n.trace_id, subject, n.tenant_id, n.request_id);
     }
     const [payload, nats_headers] = model.build_router_request(n);
     if (payload === undefined) {
