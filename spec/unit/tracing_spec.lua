@@ -32,6 +32,12 @@ describe("beamline.tracing", function()
     assert.is_true(kept > 1800 and kept < 2200, "kept " .. kept)
   end)
 
+  local function attrs_of(span)
+    local attrs = {}
+    for _, a in ipairs(span.attributes) do attrs[a.key] = a.value end
+    return attrs
+  end
+
   local function encode(t)
     local out = {}
     local n = tracing.encode_record(t, out, 1)
@@ -57,8 +63,7 @@ describe("beamline.tracing", function()
     assert.equal("1700000000123000000", server.startTimeUnixNano)
     assert.equal("1700000005200000000", server.endTimeUnixNano)
     assert.same({ code = 2, message = "HTTP 504" }, server.status)
-    local attrs = {}
-    for _, a in ipairs(server.attributes) do attrs[a.key] = a.value end
+    local attrs = attrs_of(server)
     assert.same({ intValue = 504 }, attrs["http.response.status_code"])
     assert.same({ stringValue = "r-\"1\"\\" }, attrs["beamline.request_id"])
     assert.same({ stringValue = "acme" }, attrs["beamline.tenant_id"])
@@ -72,8 +77,7 @@ describe("beamline.tracing", function()
     assert.equal("send beamline.router.v1.decide", client.name)
     assert.equal("1700000000125000000", client.startTimeUnixNano)
     assert.same({ code = 2, message = "timeout" }, client.status)
-    local cattrs = {}
-    for _, a in ipairs(client.attributes) do cattrs[a.key] = a.value end
+    local cattrs = attrs_of(client)
     assert.same({ stringValue = "beamline.router.v1.decide" }, cattrs["messaging.destination.name"])
     assert.same({ stringValue = "nats" }, cattrs["messaging.system"])
     assert.same({ stringValue = "timeout" }, cattrs["error.type"])
@@ -89,8 +93,7 @@ describe("beamline.tracing", function()
     local s = spans[1]
     assert.is_nil(s.parentSpanId)
     assert.is_nil(s.status)
-    local attrs = {}
-    for _, a in ipairs(s.attributes) do attrs[a.key] = a.value end
+    local attrs = attrs_of(s)
     assert.is_nil(attrs["beamline.tenant_id"])
     assert.is_nil(attrs["beamline.request_id"])
     assert.same({ stringValue = "/api/v1/routes/decide/a\"b%01%FF" }, attrs["url.path"])

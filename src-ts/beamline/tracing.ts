@@ -416,17 +416,7 @@ export function encode_record(t: RequestTrace, out: Buffer, i: number): number {
           status +
           '"}'
         : "]";
-    out[i + 1] = ',"traceId":"';
-    out[i + 2] = t.trace_id;
-    out[i + 3] = '","spanId":"';
-    out[i + 4] = t.span_id;
-    out[i + 5] = t.parent_id !== undefined ? '","parentSpanId":"' + t.parent_id : "";
-    out[i + 6] = '","startTimeUnixNano":"';
-    out[i + 7] = nanos(t.start as number);
-    out[i + 8] = '","endTimeUnixNano":"';
-    out[i + 9] = nanos(t.end as number);
-    out[i + 10] = '"}';
-    i += 11;
+    i = span_ids(out, i + 1, t.trace_id, t.span_id, t.parent_id, t.start as number, t.end as number);
     if (t.n === 2) {
         const outcome = t.outcome ?? "";
         const failed = outcome !== "ok";
@@ -442,20 +432,32 @@ export function encode_record(t: RequestTrace, out: Buffer, i: number): number {
         out[i] = failed
             ? "," + sattr("error.type", outcome) + '],"status":{"code":' + STATUS_ERROR + ',"message":' + jstr(outcome) + "}"
             : "]";
-        out[i + 1] = ',"traceId":"';
-        out[i + 2] = t.trace_id;
-        out[i + 3] = '","spanId":"';
-        out[i + 4] = t.client_id as string;
-        out[i + 5] = '","parentSpanId":"';
-        out[i + 6] = t.span_id;
-        out[i + 7] = '","startTimeUnixNano":"';
-        out[i + 8] = nanos(t.client_start as number);
-        out[i + 9] = '","endTimeUnixNano":"';
-        out[i + 10] = nanos(t.client_end as number);
-        out[i + 11] = '"}';
-        i += 12;
+        i = span_ids(out, i + 1, t.trace_id, t.client_id as string, t.span_id, t.client_start as number, t.client_end as number);
     }
     return i;
+}
+
+/** The ids and times that end a span's JSON object; returns the next free index. */
+function span_ids(
+    out: Buffer,
+    i: number,
+    trace_id: string,
+    span_id: string,
+    parent_id: string | undefined,
+    start: number,
+    end: number,
+): number {
+    out[i] = ',"traceId":"';
+    out[i + 1] = trace_id;
+    out[i + 2] = '","spanId":"';
+    out[i + 3] = span_id;
+    out[i + 4] = parent_id !== undefined ? '","parentSpanId":"' + parent_id : "";
+    out[i + 5] = '","startTimeUnixNano":"';
+    out[i + 6] = nanos(start);
+    out[i + 7] = '","endTimeUnixNano":"';
+    out[i + 8] = nanos(end);
+    out[i + 9] = '"}';
+    return i + 10;
 }
 
 /**
