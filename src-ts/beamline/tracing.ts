@@ -254,11 +254,15 @@ export function router_done(outcome: string): void {
     t.outcome = outcome;
 }
 
+/** Byte → its percent-encoding, for the bytes safe_path replaces. */
+const PERCENT: { [c: string]: string } = {};
+for (let b = 0; b < 256; b++) PERCENT[string.char(b)] = sformat("%%%02X", b);
+
 /** Printable ASCII only, at most 256 bytes (url.path comes from the client). */
 function safe_path(p: string): string {
     let out = p;
     if (sfind(out, "[^!-~]")[0] !== undefined) {
-        [out] = sgsub(out, "[^!-~]", (c: string) => sformat("%%%02X", string.byte(c)));
+        [out] = sgsub(out, "[^!-~]", PERCENT);
     }
     return out.length > 256 ? ssub(out, 1, 256) : out;
 }
