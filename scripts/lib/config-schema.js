@@ -15,9 +15,51 @@ const SHA256_HEX = '^[0-9a-fA-F]{64}$';
 // The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
 // [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
 const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+// A name server: IPv4 or [IPv6], optional :port.
+const RESOLVER = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?$';
 const LEGACY_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?/?$`;
 // An OTLP/HTTP traces URL (tracing.endpoint): http://host[:port][/path], host as in LEGACY_URL.
 const OTLP_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?(/[A-Za-z0-9._~/-]*)?$`;
+
+// A NATS subject for request/reply: dot-separated tokens of A-Z a-z 0-9 _ - (no wildcards,
+// no empty token, no whitespace).
+const NATS_SUBJECT = '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$';
+// A configured NATS route's path: /-separated segments, each a literal of URL-safe characters or
+// a `{name}` parameter (lower-case name); more rules (unique names, collisions) in config.js.
+const NATS_ROUTE_PATH = '^(/([A-Za-z0-9._~-]+|\\{[a-z][a-z0-9_]{0,31}\\}))+$';
+const ROUTE_NAME = '^[a-z][a-z0-9_]{0,63}$';
+
+// The Router admin routes of CONTRACT §12 (C-GW parity): the default entries of `nats_routes`.
+const ADMIN_ROUTES = [
+  {
+    name: 'admin_extension_health',
+    method: 'GET',
+    path: '/api/v1/extensions/health',
+    subject: 'beamline.router.v1.admin.get_extension_health',
+    body: 'empty',
+  },
+  {
+    name: 'admin_circuit_breakers',
+    method: 'GET',
+    path: '/api/v1/extensions/circuit-breakers',
+    subject: 'beamline.router.v1.admin.get_circuit_breaker_states',
+    body: 'empty',
+  },
+  {
+    name: 'admin_policy_dry_run',
+    method: 'POST',
+    path: '/api/v1/policies/dry-run',
+    subject: 'beamline.router.v1.admin.dry_run_pipeline',
+    body: 'forward',
+  },
+  {
+    name: 'admin_policy_complexity',
+    method: 'GET',
+    path: '/api/v1/policies/{tenant_id}/{policy_id}/complexity',
+    subject: 'beamline.router.v1.admin.get_pipeline_complexity',
+    body: 'path_params',
+  },
+];
 
 const rateLimit = (limit) => ({
   type: 'object',
@@ -123,6 +165,27 @@ const schema = {
         },
       },
     },
+    // Host names in nats.servers (and every other peer the Lua side connects to) are resolved
+    // by nginx's own resolver, which reads neither /etc/hosts nor resolv.conf's `search`: the
+    // `resolver` directive is rendered from `resolvers` (empty: the name servers of
+    // `resolv_conf`), and names listed in `hosts_file` (localhost included) are looked up there
+    // first, when nginx starts or reloads.
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        resolvers: { type: 'array', maxItems: 16, default: [], items: { type: 'string', pattern: RESOLVER } },
+        resolv_conf: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: '/etc/resolv.conf' },
+        hosts_file: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: '/etc/hosts' },
+        // How long nginx caches an answer: a server that moves (a pod restarted elsewhere) is
+        // found again on the first reconnect after this.
+        valid_seconds: { type: 'integer', minimum: 1, maximum: 86400, default: 10 },
+        timeout_seconds: { type: 'integer', minimum: 1, maximum: 60, default: 2 },
+        // Also ask for AAAA records (off: IPv4 only, as most NATS and Redis deployments).
+        ipv6: { type: 'boolean', default: false },
+      },
+    },
     router: {
       type: 'object',
       additionalProperties: false,
@@ -130,11 +193,46 @@ const schema = {
       properties: {
         decide_subject: {
           type: 'string',
-          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          pattern: NATS_SUBJECT,
           maxLength: 256,
           default: 'beamline.router.v1.decide',
         },
         request_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 5000 },
+        // Timeout of the nats_routes (the admin routes of §12) without their own timeout_ms;
+        // absent: request_timeout_ms.
+        admin_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000 },
+      },
+    },
+    // HTTP → NATS request/reply routes (CONTRACT §12), one generic handler
+    // (src-ts/beamline/handlers/nats_route.ts). Giving the list replaces the default (the four
+    // Router admin routes): list them too to keep them. Collisions with other routes, duplicate
+    // names and path parameters are checked in scripts/lib/config.js.
+    nats_routes: {
+      type: 'array',
+      maxItems: 256,
+      default: ADMIN_ROUTES,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'method', 'path', 'subject'],
+        properties: {
+          // The route's name: metrics label, access-log route, error log.
+          name: { type: 'string', pattern: ROUTE_NAME },
+          method: { enum: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] },
+          // e.g. /api/v1/policies/{tenant_id}/{policy_id}/complexity; a segment named tenant_id
+          // must equal X-Tenant-ID (else 403).
+          path: { type: 'string', maxLength: 512, pattern: NATS_ROUTE_PATH },
+          subject: { type: 'string', maxLength: 256, pattern: NATS_SUBJECT },
+          // empty: {}; forward: the client's JSON object (415/413/400 rules of §2, §5);
+          // path_params: {"<name>":"<segment>",…}.
+          body: { enum: ['empty', 'forward', 'path_params'], default: 'empty' },
+          // Router timeout of this route; absent: router.admin_timeout_ms, else request_timeout_ms.
+          timeout_ms: { type: 'integer', minimum: 1, maximum: 600000 },
+          // The routes.<name> whose rate limit counts this route's requests (per tenant).
+          rate_limit_route: { type: 'string', pattern: ROUTE_NAME, default: 'admin' },
+          // With auth.enabled: only keys with `admin: true` may call it (else 403).
+          admin: { type: 'boolean', default: true },
+        },
       },
     },
     limits: {
@@ -152,6 +250,8 @@ const schema = {
       properties: {
         decide: route(50),
         messages: route(100),
+        // The Router admin routes (nats_routes with rate_limit_route: admin).
+        admin: route(60),
       },
     },
     response_format: { enum: ['canonical', 'flat'], default: 'canonical' },
@@ -227,6 +327,8 @@ const schema = {
               key_sha256: { type: 'string', pattern: SHA256_HEX },
               // A label for operators; never used by the gateway.
               name: { type: 'string', maxLength: 128 },
+              // May call the admin nats_routes (CONTRACT §12).
+              admin: { type: 'boolean', default: false },
             },
           },
         },
@@ -324,6 +426,9 @@ const schema = {
         legacy_url: { type: 'string', maxLength: 300, pattern: LEGACY_URL },
         // Tenants answered here: hash(tenant) % 100 < share_percent. `make switch PERCENT=N`.
         share_percent: { type: 'integer', minimum: 0, maximum: 100, default: 0 },
+        // A path this gateway does not serve is proxied to the old gateway instead of 404
+        // (CONTRACT §14), marked X-Beamline-Gateway: legacy. Only while enabled.
+        proxy_unknown_paths: { type: 'boolean', default: true },
         // Honour X-Beamline-Gateway: legacy|new on a request (forces that side).
         allow_override: { type: 'boolean', default: true },
         // connect / send / read timeout towards the old gateway.
@@ -361,4 +466,18 @@ const schema = {
   },
 };
 
-module.exports = { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL, OTLP_URL };
+module.exports = {
+  schema,
+  RESOLVER,
+  NGINX_SAFE,
+  ORIGIN,
+  HEADER_NAME,
+  TENANT_ID,
+  SHA256_HEX,
+  LEGACY_URL,
+  OTLP_URL,
+  NATS_SUBJECT,
+  NATS_ROUTE_PATH,
+  ROUTE_NAME,
+  ADMIN_ROUTES,
+};

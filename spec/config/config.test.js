@@ -211,7 +211,7 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
       env: { REDIS_PASSWORD: 'r3dis pw', GATEWAY_RATE_LIMIT_BACKEND: 'redis' },
     });
     expect(config.rate_limit).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380, password: 'r3dis pw' } });
-    expect(config.auth.api_keys).toEqual([{ tenant_id: 't1', key_sha256: HASH, name: 'prod' }]);
+    expect(config.auth.api_keys).toEqual([{ tenant_id: 't1', key_sha256: HASH, name: 'prod', admin: false }]);
     expect(config.cors.allowed_origins).toHaveLength(2);
   });
 });

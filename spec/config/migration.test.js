@@ -41,6 +41,7 @@ describe('migration.* validation', () => {
     expect(m).toEqual({
       enabled: false,
       share_percent: 0,
+      proxy_unknown_paths: true,
       allow_override: true,
       legacy_timeout_ms: 10000,
       legacy_keepalive: 32,

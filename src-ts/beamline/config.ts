@@ -22,6 +22,7 @@ export interface NatsTlsConfig {
     key_file?: string;
     server_name?: string;
     verify: boolean;
+    verify_depth: number;
 }
 
 export interface NatsConfig {
@@ -70,6 +71,8 @@ export interface ApiKeyConfig {
     /** SHA-256 of the key, 64 lower-case hex characters. */
     key_sha256: string;
     name?: string;
+    /** May call the admin nats_routes (CONTRACT §12). */
+    admin: boolean;
 }
 
 export interface AuthConfig {
@@ -102,6 +105,8 @@ export interface MigrationConfig {
     enabled: boolean;
     legacy_url?: string;
     share_percent: number;
+    /** Unknown paths go to the old gateway (CONTRACT §14); rendered into nginx.conf. */
+    proxy_unknown_paths: boolean;
     allow_override: boolean;
     legacy_timeout_ms: number;
     legacy_keepalive: number;
@@ -121,14 +126,67 @@ export interface TracingConfig {
     timeout_ms: number;
 }
 
+/** nginx's listener, workers and client timeouts (rendered into nginx.conf). */
+export interface ServerConfig {
+    listen: string;
+    port: number;
+    workers: number | "auto";
+    worker_connections: number;
+    user?: string;
+    keepalive_timeout_seconds: number;
+    client_header_timeout_seconds: number;
+    client_body_timeout_seconds: number;
+    send_timeout_seconds: number;
+    worker_shutdown_timeout_seconds: number;
+    max_connections_per_client: number;
+    conn_limit_zone_size_mb: number;
+}
+
+export interface LogConfig {
+    level: "debug" | "info" | "notice" | "warn" | "error" | "crit";
+    access_log: string;
+    access_log_buffer_kb: number;
+    access_log_flush_ms: number;
+    error_log: string;
+}
+
+/** Name resolution of cosocket peers (scripts/lib/dns.js renders the resolver from it). */
+export interface DnsConfig {
+    resolvers: string[];
+    resolv_conf: string;
+    hosts_file: string;
+    valid_seconds: number;
+    timeout_seconds: number;
+    ipv6: boolean;
+}
+
+/** An HTTP → NATS request/reply route (CONTRACT §12), served by handlers/nats_route. */
+export interface NatsRouteConfig {
+    name: string;
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+    /** `/`-separated literals and `{name}` parameters. */
+    path: string;
+    subject: string;
+    body: "empty" | "forward" | "path_params";
+    timeout_ms?: number;
+    /** A key of `routes`: whose rate limit counts this route. */
+    rate_limit_route: string;
+    /** With auth on: only `admin: true` keys. */
+    admin: boolean;
+}
+
 export interface GatewayConfig {
     version: string;
-    server: { listen: string; port: number; workers: number | "auto" };
-    log: { level: string };
+    /** The hosts file's names resolved at render time: name (lower case) → address. */
+    dns_hosts: { [name: string]: string };
+    dns: DnsConfig;
+    server: ServerConfig;
+    log: LogConfig;
     nats: NatsConfig;
-    router: { decide_subject: string; request_timeout_ms: number };
+    router: { decide_subject: string; request_timeout_ms: number; admin_timeout_ms?: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig };
+    routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
+    nats_routes: NatsRouteConfig[];
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number };
     rate_limit: RateLimitBackendConfig;

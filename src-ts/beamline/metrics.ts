@@ -58,6 +58,7 @@ export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
 export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
 export const TRACING_EXPORTED = "gateway_tracing_spans_exported_total";
 export const TRACING_DROPPED = "gateway_tracing_spans_dropped_total";
+export const METRICS_UPDATES_LOST = "gateway_metrics_updates_lost_total";
 
 interface Family {
     name: string;
@@ -106,6 +107,13 @@ export const FAMILIES: Family[] = [
         plain: false,
     },
     { name: IDEMPOTENCY_REPLAYS, type: "counter", id: "ir", help: "Responses replayed for a repeated Idempotency-Key.", plain: true },
+    {
+        name: METRICS_UPDATES_LOST,
+        type: "counter",
+        id: "ml",
+        help: "Metric updates that failed or evicted older series because the beamline_metrics dict was full (raise metrics.size_mb).",
+        plain: true,
+    },
     { name: NATS_STATUS, type: "gauge", id: "nu", help: "Workers whose NATS connection is up.", plain: true },
     {
         name: NATS_IN_FLIGHT,
@@ -269,10 +277,42 @@ function hist_route_keys(id: string, route: string): string[] {
     return ks;
 }
 
+// A full dict makes `incr` fail (a series vanishes) or evict the least recently used series
+// (`forcible`: a counter goes backwards). Neither may pass silently: each is counted per worker
+// (gateway_metrics_updates_lost_total, flushed with the NATS counters) and logged at most once
+// per LOST_LOG_SECONDS per worker.
+const LOST_LOG_SECONDS = 10;
+let updates_lost = 0;
+let lost_logged_at = -LOST_LOG_SECONDS;
+
+function lost_update(err: string | undefined): void {
+    updates_lost += 1;
+    const now = ngx.now();
+    if (now - lost_logged_at >= LOST_LOG_SECONDS) {
+        lost_logged_at = now;
+        ngx.log(
+            ngx.ERR,
+            "beamline: the metrics dict ",
+            DICT,
+            " is full (",
+            err !== undefined ? err : "older series evicted",
+            "); ",
+            updates_lost,
+            " updates lost or evicting in this worker so far: raise metrics.size_mb",
+        );
+    }
+}
+
+/** `d.incr(key, n, 0)` that counts a failed or evicting update. */
+function bump(d: NgxSharedDict, key: string, n: number): void {
+    const [v, err, forcible] = d.incr(key, n, 0);
+    if (v === undefined || forcible === true) lost_update(err);
+}
+
 function observe(d: NgxSharedDict, id: string, route: string, value: number): void {
     const ks = hist_route_keys(id, route);
-    d.incr(ks[bucket_index(value)], 1, 0);
-    d.incr(ks[NB + 1], value, 0);
+    bump(d, ks[bucket_index(value)], 1);
+    bump(d, ks[NB + 1], value);
 }
 
 /** `c|<family id>|<value>`, cached. */
@@ -292,7 +332,7 @@ function labelled_key(id: string, value: string): string {
 
 function add(key: string, n: number): void {
     const d = get_dict();
-    if (d !== undefined) d.incr(key, n, 0);
+    if (d !== undefined) bump(d, key, n);
 }
 
 /**
@@ -314,16 +354,17 @@ export function log_request(): void {
     }
     if (route === undefined || route === "") route = "none";
     const status = ngx.status;
-    d.incr(request_key(route, method_label(method), status), 1, 0);
+    bump(d, request_key(route, method_label(method), status), 1);
     let dur = ngx.now() - ngx.req.start_time();
     if (dur < 0) dur = 0;
     observe(d, "d", route, dur);
+    if (ui_routes[route] === true) ring_record(d, status, dur);
     const rt = v["beamline_router_time"];
     if (rt !== undefined && rt !== "") {
         const t = tonum(rt);
         if (t !== undefined) observe(d, "R", route, t);
         const code = v["beamline_router_code"];
-        d.incr(labelled_key("rr", code_label(code !== undefined ? code : "")), 1, 0);
+        bump(d, labelled_key("rr", code_label(code !== undefined ? code : "")), 1);
     }
 }
 
@@ -373,7 +414,7 @@ let last_failures = 0;
 let last_reconnects = 0;
 
 function delta(d: NgxSharedDict, key: string, now: number, last: number): number {
-    if (now > last) d.incr(key, now - last, 0);
+    if (now > last) bump(d, key, now - last);
     // A smaller value means the counters were reset (not expected); start over from it.
     return now;
 }
@@ -390,6 +431,8 @@ export function flush_worker(): void {
     const id = ngx.worker.id();
     d.set("g|" + ID[NATS_STATUS] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.is_connected() ? 1 : 0, 5);
     d.set("g|" + ID[NATS_IN_FLIGHT] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.status().in_flight, 5);
+    // This worker's lost updates so far (a per-worker total, summed when rendered).
+    if (updates_lost > 0) d.set("g|" + ID[METRICS_UPDATES_LOST] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), updates_lost, 5);
 }
 
 /** ngx.timer.every callback. */
@@ -492,7 +535,8 @@ export function render(entries: { [key: string]: number }): string {
         } else if (f.type === "gauge") {
             out.push(f.name + " " + format_value(gauges[f.name] ?? 0));
         } else if (f.plain) {
-            out.push(f.name + " " + format_value(plain[f.name] ?? 0));
+            // A plain counter is a `p|` entry, or per-worker `g|` totals (summed above).
+            out.push(f.name + " " + format_value(plain[f.name] ?? gauges[f.name] ?? 0));
         } else {
             const list = series[f.name];
             if (list !== undefined) {
@@ -512,6 +556,153 @@ function push_series(series: { [family: string]: string[] }, family: string, lin
         series[family] = list;
     }
     list.push(line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /_metrics (CONTRACT §12): the UI dashboard's JSON over the last 60 s of this instance
+// ---------------------------------------------------------------------------------------------
+//
+// A per-second ring in the same shared dict, API routes only: for the second S (epoch) of a
+// request's log phase, `u|S|n` counts requests, `u|S|e` those answered with a 5xx, and `u|S|<i>`
+// those whose duration fell into latency bucket i. Every key is created with a 62 s TTL (incr's
+// init_ttl), so the ring needs no cleanup and holds at most ~62 seconds. Bucket i holds
+// durations in (B(i-1), B(i)] with B(i) = 0.05 ms · 2^(i/4), i = 0..NU-1 (the last one is open):
+// any percentile is read with less than 19% relative error (one bucket is a factor 2^(1/4)).
+// Cost per API request: 2 dict incr (3 with a 5xx) on keys built once per second per worker.
+// A /_metrics request reads ≤ 60 × (2 + NU) keys (only seconds that had requests): < 1 ms.
+//
+// Figures: rps = requests / 60; error_rate = 5xx / requests (0 without requests); p50/p95 in ms,
+// interpolated linearly inside the bucket that holds the rank (0 without requests); the window
+// is the current second and the 59 before it.
+
+const UI_WINDOW = 60;
+const UI_TTL = UI_WINDOW + 2;
+const UI_BASE = 0.00005;
+const NU = 82;
+const LOG_STEP = math.log(2) / 4;
+const log = math.log;
+const ceil = math.ceil;
+
+/** Routes counted by /_metrics: the API routes (configure_ui adds the nats_routes). */
+const ui_routes: { [route: string]: boolean | undefined } = { decide: true, messages: true, decision_lookup: true };
+
+/** Adds route names counted as API routes by /_metrics (init_by_lua). */
+export function add_ui_routes(names: string[]): void {
+    for (const n of names) ui_routes[n] = true;
+}
+
+/** Upper bound (seconds) of latency bucket i of the /_metrics ring. */
+export function ui_bound(i: number): number {
+    return UI_BASE * 2 ** (i / 4);
+}
+
+/** The /_metrics latency bucket of a duration in seconds. */
+export function ui_bucket(dur: number): number {
+    if (dur <= UI_BASE) return 0;
+    let i = ceil(log(dur / UI_BASE) / LOG_STEP - 1e-9);
+    if (i > NU - 1) i = NU - 1;
+    return i;
+}
+
+let ring_second = -1;
+let ring_keys: { [slot: string]: string } = {};
+let ring_prefix = "";
+
+function ring_key(slot: string | number): string {
+    let k = ring_keys[slot];
+    if (k === undefined) {
+        k = ring_prefix + slot;
+        ring_keys[slot] = k;
+    }
+    return k;
+}
+
+function ring_record(d: NgxSharedDict, status: number, dur: number): void {
+    const sec = ngx.time();
+    if (sec !== ring_second) {
+        ring_second = sec;
+        ring_prefix = "u|" + sec + "|";
+        ring_keys = {};
+    }
+    d.incr(ring_key("n"), 1, 0, UI_TTL);
+    d.incr(ring_key(ui_bucket(dur)), 1, 0, UI_TTL);
+    if (status >= 500) d.incr(ring_key("e"), 1, 0, UI_TTL);
+}
+
+/** The value at rank q (0..1) of the bucket counts, in ms, interpolated inside its bucket. */
+export function ui_percentile(counts: number[], total: number, q: number): number {
+    if (total <= 0) return 0;
+    const target = q * total;
+    let cum = 0;
+    for (let i = 0; i < NU; i++) {
+        const k = counts[i];
+        if (k > 0 && cum + k >= target) {
+            const lo = i === 0 ? 0 : ui_bound(i - 1);
+            const hi = ui_bound(i);
+            return (lo + ((target - cum) / k) * (hi - lo)) * 1000;
+        }
+        cum += k;
+    }
+    return ui_bound(NU - 1) * 1000;
+}
+
+const round = (x: number, digits: number): number => {
+    const m = 10 ** digits;
+    return floor(x * m + 0.5) / m;
+};
+
+/**
+ * The /_metrics document from the ring at epoch second `now`, as JSON text in the contract's key
+ * order (only the dict reads touch ngx).
+ */
+export function ui_document(d: NgxSharedDict, now: number, connected: boolean): string {
+    const counts: number[] = [];
+    for (let i = 0; i < NU; i++) counts[i] = 0;
+    let total = 0;
+    let errors = 0;
+    for (let sec = now - UI_WINDOW + 1; sec <= now; sec++) {
+        const prefix = "u|" + sec + "|";
+        const [n] = d.get(prefix + "n");
+        if (typeof n === "number" && n > 0) {
+            total += n;
+            const [e] = d.get(prefix + "e");
+            if (typeof e === "number") errors += e;
+            for (let i = 0; i < NU; i++) {
+                const [k] = d.get(prefix + i);
+                if (typeof k === "number") counts[i] += k;
+            }
+        }
+    }
+    return (
+        '{"rps":' +
+        tostr(round(total / UI_WINDOW, 3)) +
+        ',"latency":{"p50":' +
+        tostr(round(ui_percentile(counts, total, 0.5), 3)) +
+        ',"p95":' +
+        tostr(round(ui_percentile(counts, total, 0.95), 3)) +
+        '},"error_rate":' +
+        tostr(total > 0 ? round(errors / total, 4) : 0) +
+        ',"nats":"' +
+        (connected ? "connected" : "disconnected") +
+        '","ts":' +
+        sformat("%d", now) +
+        "}"
+    );
+}
+
+/** GET /_metrics (C-GW's UI dashboard feed). */
+export function serve_ui(): void {
+    const method = ngx.req.get_method();
+    if (method !== "GET" && method !== "HEAD") {
+        return util.method_not_allowed("GET, HEAD");
+    }
+    const d = get_dict();
+    ngx.update_time();
+    const now = ngx.time();
+    if (d === undefined) {
+        return util.error_response(500, "internal", "internal error");
+    }
+    util.json_response(200, ui_document(d, now, connection.is_connected()));
 }
 
 /** GET /metrics: this worker's NATS deltas first, then everything in the dict. */

@@ -6,9 +6,11 @@ import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
 import * as openapi from "./handlers/openapi";
+import * as nats_route from "./handlers/nats_route";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
+import * as dns from "./dns";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
@@ -27,6 +29,7 @@ const handlers: { [route: string]: Handler | undefined } = {
     decision_lookup: api.decision_lookup,
     metrics: metrics.serve,
     openapi: openapi.serve,
+    ui_metrics: metrics.serve_ui,
     not_found: health.not_found,
 };
 
@@ -70,13 +73,28 @@ export function init(configPath: string): void {
     const [tok, terr] = connection.load_client_cert(cfg.nats.tls);
     if (tok === undefined) error("beamline: " + terr, 0);
     // Lookup tables built once here are inherited by every worker.
+    dns.configure(cfg.dns_hosts);
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
-    tracing.configure(cfg.tracing, cfg.version);
+    tracing.configure(cfg.tracing, cfg.version, cfg.nats_routes);
     // The rendered OpenAPI document lies next to gateway.json in the prefix.
     const [dir] = string.match(configPath, "^(.*)/[^/]*$");
     openapi.load(dir !== undefined ? dir : ".");
+    install_nats_routes(cfg);
+}
+
+/**
+ * The configured NATS routes (§12): one handler per nginx location (a path), named after its
+ * first route; their requests count as API requests for /_metrics.
+ */
+function install_nats_routes(cfg: config.GatewayConfig): void {
+    for (const name of nats_route.configure(cfg)) {
+        handlers[name] = () => nats_route.serve(name);
+    }
+    const names: string[] = [];
+    for (const r of cfg.nats_routes) names.push(r.name);
+    metrics.add_ui_routes(names);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -120,6 +138,15 @@ export function log(): void {
     if (shadow_log) {
         traffic.after_response();
     }
+}
+
+/** content_by_lua of the error_page location of nginx's own `status` (413, CONTRACT §14). */
+export function nginx_error(status: number): void {
+    if (status === 413) {
+        return api.nginx_413();
+    }
+    ngx.log(ngx.ERR, "beamline: no handler for nginx error ", status);
+    return ngx.exit(500);
 }
 
 /** body_filter_by_lua of the API routes, rendered only with migration.shadow on. */

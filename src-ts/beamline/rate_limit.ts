@@ -67,9 +67,10 @@ function count_local(key: string, window: number): number {
  * X-RateLimit-* headers. Returns the outcome ("unavailable": Redis failed and
  * `on_error: fail_closed`), the limit, the window length and the seconds left in the window.
  */
-export function check(route: "decide" | "messages", tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
+export function check(route: string, tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
     const cfg = config.get();
-    const rl = cfg.routes[route].rate_limit;
+    // A key of the validated `routes` section (nats_routes name theirs: rate_limit_route).
+    const rl = (cfg.routes[route] as config.RouteConfig).rate_limit;
     const limit = rl.limit;
     const window = rl.window_seconds;
     const now = ngx.time();

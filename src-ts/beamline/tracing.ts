@@ -26,7 +26,7 @@
 import * as ids from "./ids";
 import * as json from "./json";
 import * as metrics from "./metrics";
-import type { TracingConfig } from "./config";
+import type { NatsRouteConfig, TracingConfig } from "./config";
 import tclear = require("table.clear");
 
 const sfind = string.find;
@@ -146,10 +146,12 @@ export function ratio_sampled(trace_id: string, threshold: number): boolean {
 }
 
 /** init_by_lua (master): reads tracing.*; workers inherit the result. */
-export function configure(cfg: TracingConfig, version: string): void {
+export function configure(cfg: TracingConfig, version: string, nats_routes: NatsRouteConfig[]): void {
     on = false;
     s = undefined;
     if (!cfg.enabled) return;
+    // The configured NATS routes (§12) are API routes too: their spans carry the path template.
+    for (const r of nats_routes) HTTP_ROUTES[r.name] = r.path;
     const [host, port, path] = parse_endpoint(cfg.endpoint);
     if (host === undefined) {
         ngx.log(ngx.WARN, "beamline: tracing.endpoint is not an http:// URL; trace export is off");
@@ -296,7 +298,8 @@ export function log_phase(): void {
         path = v["beamline_raw_path"];
     }
     if (method === undefined || method === "") method = ngx.req.get_method();
-    if (path === undefined || path === "") path = route === "decision_lookup" ? v["uri"] : http_route;
+    // A fixed route's path is its template; a templated one's is the request's.
+    if (path === undefined || path === "") path = sfind(http_route, "{", 1, true)[0] !== undefined ? v["uri"] : http_route;
     if (t.tenant === undefined) {
         t.tenant = v["beamline_tenant_id"];
         t.request_id = v["sent_http_x_request_id"];
