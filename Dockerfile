@@ -24,6 +24,7 @@ COPY tsconfig.json gateway.yaml ./
 COPY src-ts ./src-ts
 COPY scripts ./scripts
 COPY templates ./templates
+COPY docs/openapi.yaml ./docs/openapi.yaml
 RUN node scripts/build.js --force --prefix /tmp/nginx-render
 
 # Stage 2: the runtime's node_modules (the render tooling only: ajv, handlebars, yaml).
@@ -73,6 +74,7 @@ COPY --from=prod-deps /opt/beamline/node_modules ./node_modules
 COPY --from=build /opt/beamline/dist-lua ./dist-lua
 COPY --from=build /opt/beamline/scripts ./scripts
 COPY --from=build /opt/beamline/templates ./templates
+COPY --from=build /opt/beamline/docs/openapi.yaml ./docs/openapi.yaml
 COPY --from=build /opt/beamline/package.json /opt/beamline/gateway.yaml ./
 COPY deploy/docker-entrypoint.sh deploy/healthcheck.js ./deploy/
 ENV BEAMLINE_HOME=/opt/beamline \

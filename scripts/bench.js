@@ -25,6 +25,8 @@
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
 //   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
+//   --tracing off|on (default off; on: OTLP trace export at 100% sampling to a receiver in this
+//   process that accepts and counts the spans; the exported and dropped counts are printed),
 //   --config FILE, --out DIR, --max-load L (before starting: wait until the 1-minute load average
 //   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
 //   the cores busy; the load average is printed too but includes the benchmark's own load),
@@ -256,6 +258,7 @@ async function startBenchStack(opts) {
 
   const nats = await procs.startNats();
   const router = await procs.startRouter({ natsUrl: nats.url, args: ['--fast'] });
+  const collector = opts.tracing === 'on' ? await startCollector() : null;
   const port = await freePort();
   const prefix = path.join(procs.tmpRoot(), 'nginx');
   const { config } = loadConfig({
@@ -274,6 +277,8 @@ async function startBenchStack(opts) {
         raw.log.access_log_buffer_kb = opts.accessLog === 'buffered' ? 64 : 0;
         raw.log.access_log_flush_ms = 1000;
       }
+      // Trace export at 100% sampling to the in-process collector (--tracing on).
+      if (collector) raw.tracing = { ...(raw.tracing || {}), enabled: true, endpoint: `${collector.url}/v1/traces`, sample_ratio: 1 };
       // Rate limits must not answer 429 to the benchmark's single tenant.
       raw.routes = raw.routes || {};
       if (opts.streams) {
@@ -304,7 +309,37 @@ async function startBenchStack(opts) {
     await sleep(50);
   }
   const errorLog = path.join(prefix, 'logs', 'error.log');
-  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir };
+  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir, collector };
+}
+
+/**
+ * An OTLP/HTTP receiver for --tracing on: answers every POST with 200 `{}` and counts the spans
+ * (by their `"spanId"` keys, without decoding: a collector's work is not what is measured).
+ */
+async function startCollector() {
+  const c = { posts: 0, spans: 0, url: '' };
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => (text += d));
+    req.on('end', () => {
+      c.posts++;
+      c.spans += text.split('"spanId"').length - 1;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  c.url = `http://127.0.0.1:${server.address().port}`;
+  procs.track({
+    name: 'otlp-collector',
+    stop: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  });
+  return c;
 }
 
 async function describeMachine(stack) {
@@ -937,6 +972,7 @@ async function main() {
         'out',
         'access-log',
         'idle-streams',
+        'tracing',
       ],
     });
   } catch (e) {
@@ -962,8 +998,10 @@ async function main() {
     accessLog: a['access-log'] || 'off',
     streams: a.streams === true,
     idleStreams: Number(a['idle-streams'] || 10000),
+    tracing: a.tracing || 'off',
   };
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
+  if (!['off', 'on'].includes(o.tracing)) throw new Error('--tracing: off or on');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
   if (o.levels.some((c) => !(c >= 1))) throw new Error('--concurrency: positive integers, comma-separated');
 
@@ -978,7 +1016,7 @@ async function main() {
   const stack = await startBenchStack(o);
   say(
     `stack up: nginx ${stack.url} (master ${stack.nginx.pid}, workers ${workerPids(stack.nginx.pid).join(', ')}), nats-server ${stack.nats.url} (pid ${stack.nats.pid}), ` +
-      `reference Router --fast (pid ${stack.router.pid}); access log ${o.accessLog}`,
+      `reference Router --fast (pid ${stack.router.pid}); access log ${o.accessLog}; tracing ${o.tracing}`,
   );
   const machine = await describeMachine(stack);
   say(`machine: ${machineText(machine)}`);
@@ -1029,6 +1067,22 @@ async function main() {
         `connections and requests in flight; \`--memory\` checks for leaks: 1,000,000 decide requests at one concurrency)`,
     );
   }
+  let tracing;
+  if (stack.collector) {
+    await sleep(1500); // the last flush of every worker
+    const m = (await get(`${stack.url}/metrics`)).body;
+    const sum = (re) => [...m.matchAll(re)].reduce((n, x) => n + Number(x[1]), 0);
+    tracing = {
+      spans_received: stack.collector.spans,
+      posts: stack.collector.posts,
+      spans_exported: sum(/^gateway_tracing_spans_exported_total (\S+)$/gm),
+      spans_dropped: sum(/^gateway_tracing_spans_dropped_total\{[^}]*\} (\S+)$/gm),
+    };
+    say(
+      `tracing: ${num(tracing.spans_received)} spans in ${num(tracing.posts)} POSTs received by the collector; ` +
+        `exported ${num(tracing.spans_exported)}, dropped ${num(tracing.spans_dropped)} (gateway metrics)`,
+    );
+  }
   say(`machine: ${machineText(machine)}; load average at the end ${loadavg().join(' ')}`);
   const doc = {
     kind: 'throughput',
@@ -1040,12 +1094,14 @@ async function main() {
       targets: o.targets,
       threads: o.threads || 'c=1: 1, else 2',
       access_log: o.accessLog,
+      tracing: o.tracing,
       decide_body: DECIDE_BODY,
     },
     void: voided.length > 0,
     results,
     ratios: rs,
     memory,
+    tracing,
   };
   const base = path.join(o.outDir, `bench-${ts}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2));

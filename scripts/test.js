@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // `make test`: every test runner of the project, then one totals line for CI:
-//   1. lint   (ESLint, Prettier check, luacheck over the compiled Lua)
+//   1. lint   (ESLint, Prettier check, luacheck over the compiled Lua, Redocly over docs/openapi.yaml)
 //   2. busted (Lua unit specs under LuaJIT, against the compiled dist-lua/)
 //   3. jest   (config/render, CLI and end-to-end tests that start real nginx, nats-server
 //              and the reference Router)
@@ -18,9 +18,9 @@ const { mapText } = require('./lib/sourcemap');
 
 // Runs a test runner, streaming its output. With `onLine`, stdout is handled line by line and
 // Lua positions in it are mapped to the TypeScript source (dist-lua/x.lua:N → src-ts/x.ts:M).
-function run(cmd, args, { onLine } = {}) {
+function run(cmd, args, { onLine, env } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let buf = '';
     const emit = (line) => {
       process.stdout.write(`${mapText(line, ROOT)}\n`);
@@ -67,18 +67,26 @@ async function busted() {
 
 // Linters: each counts as one check (passed or failed). ESLint (typescript-eslint strict, no
 // `any`, on src-ts/; recommended rules on the JavaScript), Prettier's format check, and
-// luacheck over the compiled Lua for what TypeScript cannot see (globals, unused values).
+// luacheck over the compiled Lua for what TypeScript cannot see (globals, unused values), and
+// Redocly over docs/openapi.yaml (redocly.yaml: recommended-strict, so a warning fails too; no
+// telemetry, no update check over the network).
 const NODE_BIN = path.join(ROOT, 'node_modules', '.bin');
 const LINTERS = [
   ['eslint', path.join(NODE_BIN, 'eslint'), ['.']],
   ['prettier', path.join(NODE_BIN, 'prettier'), ['--check', '--log-level', 'warn', '.']],
   ['luacheck', 'luacheck', ['dist-lua', '--no-color', '-q']],
+  [
+    'redocly',
+    path.join(NODE_BIN, 'redocly'),
+    ['lint', 'docs/openapi.yaml', '--format=stylish'],
+    { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+  ],
 ];
 
 async function lint() {
   const r = { passed: 0, failed: 0, skipped: 0 };
-  for (const [name, cmd, args] of LINTERS) {
-    const code = await run(cmd, args);
+  for (const [name, cmd, args, env] of LINTERS) {
+    const code = await run(cmd, args, { env });
     console.log(`${name}: ${code === 0 ? 'ok' : 'FAILED'}`);
     if (code === 0) r.passed++;
     else r.failed++;

@@ -21,6 +21,9 @@ const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 // A name server: IPv4 or [IPv6], optional :port.
 const RESOLVER = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?$';
 const LEGACY_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?/?$`;
+// An OTLP/HTTP traces URL (tracing.endpoint): http://host[:port][/path], host as in LEGACY_URL.
+const OTLP_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?(/[A-Za-z0-9._~/-]*)?$`;
+
 // A NATS subject for request/reply: dot-separated tokens of A-Z a-z 0-9 _ - (no wildcards,
 // no empty token, no whitespace).
 const NATS_SUBJECT = '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$';
@@ -449,6 +452,31 @@ const schema = {
         size_mb: { type: 'integer', minimum: 1, maximum: 1024, default: 4 },
       },
     },
+    // OpenTelemetry trace export (OTLP/HTTP, JSON encoding): one server span per API request and
+    // one client span per Router call, batched per worker by a timer (beamline.tracing). Off by
+    // default; the OTEL_* environment variables of the OpenTelemetry spec override these keys.
+    tracing: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        // The collector's traces URL (OTLP/HTTP): http://host[:port][/path], usually …:4318/v1/traces.
+        endpoint: { type: 'string', maxLength: 300, pattern: OTLP_URL, default: 'http://127.0.0.1:4318/v1/traces' },
+        // Root spans kept: a trace id ratio (deterministic); a sampled parent (traceparent) always wins.
+        sample_ratio: { type: 'number', minimum: 0, maximum: 1, default: 1 },
+        // Resource attribute service.name.
+        service_name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[\\x20-\\x7e]+$', default: 'beamline-gateway' },
+        // Spans waiting for export, per worker; beyond it new spans are dropped and counted.
+        queue_size: { type: 'integer', minimum: 1, maximum: 1000000, default: 4096 },
+        // Spans per POST.
+        batch_size: { type: 'integer', minimum: 1, maximum: 10000, default: 512 },
+        // How often each worker's timer exports what is queued.
+        flush_interval_ms: { type: 'integer', minimum: 10, maximum: 60000, default: 1000 },
+        // Connect, send and read timeout of one POST to the collector.
+        timeout_ms: { type: 'integer', minimum: 1, maximum: 60000, default: 2000 },
+      },
+    },
     // The traffic switch from the old gateways (docs/RUNBOOK.md, docs/MIGRATION.md "Traffic
     // switch"): API routes split by tenant between this gateway and `legacy_url`, shadow compare.
     migration: {
@@ -516,6 +544,7 @@ module.exports = {
   TENANT_ID,
   SHA256_HEX,
   LEGACY_URL,
+  OTLP_URL,
   NATS_SUBJECT,
   NATS_ROUTE_PATH,
   ROUTE_NAME,

@@ -16,6 +16,7 @@ const {
   TENANT_ID,
   SHA256_HEX,
   LEGACY_URL,
+  OTLP_URL,
   NATS_SUBJECT,
   NATS_ROUTE_PATH,
   ROUTE_NAME,
@@ -82,6 +83,29 @@ const ENV_OVERRIDES = [
 ];
 const ROUTE_NAMES = Object.keys(schema.properties.routes.properties);
 
+// The OpenTelemetry SDK environment (opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/),
+// applied after ENV_OVERRIDES: an OTLP endpoint turns export on, OTEL_SDK_DISABLED=true turns it off.
+const float = (s) => (/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(s) ? Number(s) : s);
+function applyOtelEnv(raw, env, sources) {
+  const set = (key, value, name) => {
+    setPath(raw, ['tracing', key], value);
+    sources[`tracing.${key}`] = name;
+  };
+  const traces = (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || '').trim();
+  const base = (env.OTEL_EXPORTER_OTLP_ENDPOINT || '').trim();
+  if (traces !== '') {
+    set('endpoint', traces, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+    set('enabled', true, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  } else if (base !== '') {
+    // The spec: the signal path is appended to the base endpoint.
+    set('endpoint', `${base.replace(/\/+$/, '')}/v1/traces`, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+    set('enabled', true, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+  }
+  if ((env.OTEL_TRACES_SAMPLER_ARG || '') !== '') set('sample_ratio', float(env.OTEL_TRACES_SAMPLER_ARG), 'OTEL_TRACES_SAMPLER_ARG');
+  if ((env.OTEL_SERVICE_NAME || '').trim() !== '') set('service_name', env.OTEL_SERVICE_NAME.trim(), 'OTEL_SERVICE_NAME');
+  if ((env.OTEL_SDK_DISABLED || '').trim().toLowerCase() === 'true') set('enabled', false, 'OTEL_SDK_DISABLED');
+}
+
 function setPath(obj, keys, value) {
   let o = obj;
   for (let i = 0; i < keys.length - 1; i++) {
@@ -107,6 +131,7 @@ function applyEnv(raw, env) {
       sources[keys.join('.')] = o.env;
     }
   }
+  applyOtelEnv(raw, env, sources);
   return sources;
 }
 
@@ -128,6 +153,7 @@ const PATTERN_RULES = {
   [SHA256_HEX]: 'must be the SHA-256 of the key as 64 hex characters',
   [RESOLVER]: 'must be a name server address: IPv4 or [IPv6], optionally :port',
   [LEGACY_URL]: 'must be http://host[:port] (host: IPv4, [IPv6] or a DNS name; no path, credentials or spaces)',
+  [OTLP_URL]: 'must be http://host[:port][/path] (host: IPv4, [IPv6] or a DNS name; https is not supported)',
   [schema.properties.rate_limit.properties.redis.properties.host.pattern]:
     'must be an IPv4 or [IPv6] address (nginx resolves no names here)',
 };

@@ -4,11 +4,13 @@
 const fs = require('fs');
 const path = require('path');
 const Handlebars = require('handlebars');
+const YAML = require('yaml');
 const { ROOT, parseLegacyUrl } = require('./config');
 const { dnsView } = require('./dns');
 const { natsLocations } = require('./nats-routes');
 
 const TEMPLATES = path.join(ROOT, 'templates');
+const OPENAPI = path.join(ROOT, 'docs', 'openapi.yaml');
 
 // Lua search paths per runtime. Debian's nginx loads the Lua module dynamically and finds
 // lua-resty-core and cjson in the distribution's Lua directories; OpenResty has them built in.
@@ -45,6 +47,7 @@ const ROUTES = [
   { name: 'ready', match: '= /health/ready', allow: GET_HEAD },
   { name: 'live', match: '= /health/live', allow: GET_HEAD },
   { name: 'metrics', match: '= /metrics', allow: GET_HEAD },
+  { name: 'openapi', match: '= /openapi.json', allow: GET_HEAD },
   { name: 'ui_metrics', match: '= /_metrics', allow: GET_HEAD },
   { name: 'decide', match: '= /api/v1/routes/decide', allow: 'POST' },
   { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
@@ -305,6 +308,8 @@ function render(config, opts = {}) {
     .sort()) {
     write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
   }
+  // GET /openapi.json serves docs/openapi.yaml as JSON (read by the Lua side in init_by_lua).
+  write('openapi.json', JSON.stringify(YAML.parse(fs.readFileSync(OPENAPI, 'utf8'))));
   // The Lua side's copy of the config holds NATS credentials: owner-only.
   // dns_hosts: the hosts file's names, resolved here (nginx's resolver does not read it).
   const luaConfig = { ...config, dns_hosts: dns.hosts, version: require(path.join(ROOT, 'package.json')).version };

@@ -24,7 +24,7 @@ function renderedText(prefix) {
     .join('\n');
 }
 
-test('renders nginx.conf, conf.d and gateway.json', () => {
+test('renders nginx.conf, conf.d, gateway.json and openapi.json', () => {
   const prefix = freshPrefix();
   const out = render(cfg(), { prefix });
   expect(out.files.map((f) => path.relative(prefix, f)).sort()).toEqual([
@@ -33,7 +33,11 @@ test('renders nginx.conf, conf.d and gateway.json', () => {
     'conf.d/20-gateway.conf',
     'gateway.json',
     'nginx.conf',
+    'openapi.json',
   ]);
+  // GET /openapi.json serves docs/openapi.yaml, converted at render time.
+  const yaml = require('yaml').parse(fs.readFileSync(path.join(ROOT, 'docs', 'openapi.yaml'), 'utf8'));
+  expect(JSON.parse(fs.readFileSync(path.join(prefix, 'openapi.json'), 'utf8'))).toEqual(yaml);
   const text = renderedText(prefix);
   expect(text).toContain('listen 127.0.0.1:8080');
   expect(text).toContain('server_tokens off;');

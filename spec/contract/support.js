@@ -23,8 +23,13 @@
  */
 const net = require('net');
 const crypto = require('crypto');
-const { startGateway, request } = require('../support/gateway');
+const { startGateway, request, onResponse } = require('../support/gateway');
 const { startNats, startRouter } = require('../support/processes');
+const { validateResponse, addConfiguredRoutes } = require('../support/openapi');
+
+// Every response the contract suite receives must match docs/openapi.yaml (status, headers,
+// body schema): the document cannot drift from the gateway.
+onResponse(validateResponse);
 
 const EXTERNAL_URL = (process.env.GATEWAY_URL || '').replace(/\/+$/, '');
 const EXTERNAL = EXTERNAL_URL !== '';
@@ -94,6 +99,8 @@ function useGateway(opts = {}) {
         if (opts.configure) opts.configure(raw);
       },
     });
+    // Routes an operator configured (nats_routes) are described by the document in general only.
+    addConfiguredRoutes(t.gateway.config.nats_routes);
     t.url = t.gateway.url;
     t.port = t.gateway.port;
     t.host = '127.0.0.1';
@@ -245,12 +252,28 @@ function raw(t, bytes, timeoutMs = 5000) {
     const sock = net.connect({ port: t.port, host: t.host || '127.0.0.1' });
     const chunks = [];
     sock.on('data', (c) => chunks.push(c));
-    sock.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    sock.on('error', (e) => (chunks.length ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(e)));
+    const done = () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      // The response is checked against docs/openapi.yaml like every other one, when the request
+      // line names a method and a path (a malformed one is checked against its path).
+      const line = /^([A-Z]+) (\/\S*)/.exec(String(bytes));
+      const res = parseRaw(text);
+      if (line && res.status) {
+        try {
+          validateResponse({ method: line[1], path: line[2] }, res);
+        } catch (e) {
+          reject(e);
+          return;
+        }
+      }
+      resolve(text);
+    };
+    sock.on('end', done);
+    sock.on('error', (e) => (chunks.length ? done() : reject(e)));
     sock.write(bytes);
     sock.setTimeout(timeoutMs, () => {
       sock.destroy();
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      done();
     });
   });
 }

@@ -301,8 +301,8 @@ describe('Dockerfile', () => {
     expect(used).toEqual(expect.arrayContaining([`${vars.BEAMLINE_HOME}/scripts/render.js`, `${vars.BEAMLINE_HOME}/dist-lua`]));
     for (const p of used) expect({ p, provided: provided(p) }).toEqual({ p, provided: true });
     // and what render.js needs at run time: templates, package.json (version), the default
-    // config, production node_modules
-    for (const p of ['templates', 'package.json', 'gateway.yaml', 'node_modules', 'scripts/lib/render.js']) {
+    // config, production node_modules, the OpenAPI document it serves as /openapi.json
+    for (const p of ['templates', 'package.json', 'gateway.yaml', 'node_modules', 'scripts/lib/render.js', 'docs/openapi.yaml']) {
       expect({ p, provided: provided(`${vars.BEAMLINE_HOME}/${p}`) }).toEqual({ p, provided: true });
     }
     // the Lua the config points at is the build stage's output, at the same path

@@ -195,9 +195,9 @@ describe('deploy/docker-entrypoint.sh', () => {
     expect(fs.readFileSync(path.join(prefix, 'nginx.conf'), 'utf8')).not.toMatch(/^\s*user\s/m);
   });
 
-  test('writes only inside the prefix: config, gateway.json (0600), pid, temp dirs', () => {
+  test('writes only inside the prefix: config, gateway.json (0600), openapi.json, pid, temp dirs', () => {
     const entries = fs.readdirSync(prefix).sort();
-    expect(entries).toEqual(['conf.d', 'gateway.json', 'logs', 'nginx.conf', 'tmp']);
+    expect(entries).toEqual(['conf.d', 'gateway.json', 'logs', 'nginx.conf', 'openapi.json', 'tmp']);
     const gj = fs.statSync(path.join(prefix, 'gateway.json'));
     expect(gj.mode & 0o777).toBe(0o600);
     if (AS_NOBODY) expect(gj.uid).toBe(NOBODY);

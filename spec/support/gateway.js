@@ -145,6 +145,14 @@ async function startStack(opts = {}) {
   return { nats, router, gateway };
 }
 
+// Functions called with (req, res) for every response `request` receives; one that throws
+// rejects the request's promise (the contract suite checks responses against docs/openapi.yaml).
+const responseHooks = [];
+/** Registers a response hook (once per function). */
+function onResponse(fn) {
+  if (!responseHooks.includes(fn)) responseHooks.push(fn);
+}
+
 /**
  * One HTTP request over a fresh connection. Resolves with {status, headers, body, json}.
  * A `body` array is written chunk by chunk (with no Content-Length header, Node sends it with
@@ -177,8 +185,15 @@ function request(baseUrl, req = {}) {
           } catch (e) {
             json = undefined;
           }
-          resolve({ status: res.statusCode, headers: res.headers, body, json });
+          const out = { status: res.statusCode, headers: res.headers, body, json };
           r.destroy();
+          try {
+            for (const hook of responseHooks) hook({ method: req.method || 'GET', path: u.pathname + u.search }, out);
+          } catch (e) {
+            reject(e);
+            return;
+          }
+          resolve(out);
         });
       },
     );
@@ -258,4 +273,4 @@ function memKb(pid) {
   }
 }
 
-module.exports = { checkErrorLogs, startGateway, startStack, request, waitReady, waitDecideOk, alive, rssKb, memKb };
+module.exports = { checkErrorLogs, startGateway, startStack, request, onResponse, waitReady, waitDecideOk, alive, rssKb, memKb };

@@ -13,7 +13,17 @@ const HEALTH = 'src-ts/beamline/handlers/health.ts';
 function copyRepo() {
   const dir = path.join(tmpRoot(), 'dev-copy');
   fs.mkdirSync(dir, { recursive: true });
-  for (const f of ['src-ts', 'scripts', 'templates', 'router', 'tsconfig.json', 'package.json', 'package-lock.json', 'gateway.yaml']) {
+  for (const f of [
+    'src-ts',
+    'scripts',
+    'templates',
+    'router',
+    'docs',
+    'tsconfig.json',
+    'package.json',
+    'package-lock.json',
+    'gateway.yaml',
+  ]) {
     fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
   }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));

@@ -117,6 +117,19 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** OpenTelemetry trace export (beamline.tracing). */
+export interface TracingConfig {
+    enabled: boolean;
+    /** http://host[:port][/path] of the collector's OTLP/HTTP traces endpoint. */
+    endpoint: string;
+    sample_ratio: number;
+    service_name: string;
+    queue_size: number;
+    batch_size: number;
+    flush_interval_ms: number;
+    timeout_ms: number;
+}
+
 /** nginx's listener, workers and client timeouts (rendered into nginx.conf). */
 export interface ServerConfig {
     listen: string;
@@ -211,6 +224,7 @@ export interface GatewayConfig {
     /** /health details (NATS server, version): always, or for clients in details_from (a geo map). */
     health: { details: boolean; details_from: string[] };
     migration: MigrationConfig;
+    tracing: TracingConfig;
 }
 
 let current: GatewayConfig | undefined;

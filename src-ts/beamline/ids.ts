@@ -145,6 +145,15 @@ function new_trace_id(): string {
 
 const UUID_FMT = "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x";
 
+const HEX8_FMT = rep("%02x", 8);
+
+/** A new span id: 16 lowercase hex characters (64 random bits). */
+function new_span_id(): string {
+    const p = take(8);
+    const [b1, b2, b3, b4, b5, b6, b7, b8] = byte(buf, p, p + 7);
+    return format(HEX8_FMT, b1, b2, b3, b4, b5, b6, b7, b8);
+}
+
 /** A random RFC 4122 version-4 UUID, lowercase. */
 function uuid4(): string {
     const p = take(16);
@@ -248,6 +257,7 @@ export {
     random_bytes,
     random_hex,
     new_trace_id,
+    new_span_id,
     uuid4,
     normalize_trace_id,
     parse_traceparent,

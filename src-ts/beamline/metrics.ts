@@ -57,6 +57,8 @@ export const NATS_PUBLISH_FAILURES = "gateway_nats_publish_failures_total";
 export const TRAFFIC_REQUESTS = "gateway_traffic_requests_total";
 export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
 export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
+export const TRACING_EXPORTED = "gateway_tracing_spans_exported_total";
+export const TRACING_DROPPED = "gateway_tracing_spans_dropped_total";
 export const METRICS_UPDATES_LOST = "gateway_metrics_updates_lost_total";
 export const IDEMPOTENCY_EVICTIONS = "gateway_idempotency_evictions_total";
 export const DECISION_EVICTIONS = "gateway_decision_cache_evictions_total";
@@ -220,6 +222,16 @@ export const FAMILIES: Family[] = [
         help: "Streams ended or messages dropped: slow_client (unsent output over streams.max_buffered_bytes), invalid_result, invalid_event.",
         plain: false,
     },
+    // Trace export (beamline.tracing); only recorded while tracing.enabled.
+    { name: TRACING_EXPORTED, type: "counter", id: "te", help: "Spans accepted by the OTLP collector (all workers).", plain: true },
+    {
+        name: TRACING_DROPPED,
+        type: "counter",
+        id: "tx",
+        label: "reason",
+        help: "Spans not exported: queue_full (the per-worker queue was full), export_failed (the collector refused, was down or too slow).",
+        plain: false,
+    },
 ];
 
 const ID: { [name: string]: string } = {};
@@ -233,6 +245,7 @@ const P_NATS_SENT = "p|ns";
 const P_NATS_RECEIVED = "p|nr";
 const P_NATS_PUBLISH_FAILURES = "p|nf";
 const P_NATS_RECONNECTS = "p|nc";
+const P_TRACING_EXPORTED = "p|te";
 
 const KNOWN_METHODS: { [m: string]: boolean } = { GET: true, HEAD: true, POST: true, PUT: true, DELETE: true, PATCH: true, OPTIONS: true };
 /** Router reply codes the contract knows (§4) plus the gateway's own outcomes. */
@@ -457,6 +470,16 @@ export function decision_eviction(reason: string): void {
 /** A request that was not mirrored, and why. */
 export function shadow_dropped(reason: string): void {
     add(labelled_key("sd", reason), 1);
+}
+
+/** `n` spans the OTLP collector accepted. */
+export function tracing_exported(n: number): void {
+    add(P_TRACING_EXPORTED, n);
+}
+
+/** `n` spans dropped, and why (queue_full | export_failed). */
+export function tracing_dropped(reason: string, n: number): void {
+    add(labelled_key("tx", reason), n);
 }
 
 // NATS counters of this worker already added to the dict.

@@ -5,6 +5,7 @@
 import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
+import * as openapi from "./handlers/openapi";
 import * as nats_route from "./handlers/nats_route";
 import * as stream_routes from "./handlers/streams";
 import * as streams from "./streams";
@@ -17,6 +18,7 @@ import * as metrics from "./metrics";
 import * as traffic from "./traffic";
 import * as utf8 from "./utf8";
 import * as log_line from "./log_line";
+import * as tracing from "./tracing";
 
 type Handler = () => void;
 
@@ -32,6 +34,7 @@ const handlers: { [route: string]: Handler | undefined } = {
     messages_stream: stream_routes.messages_stream,
     results_stream: stream_routes.results_stream,
     metrics: metrics.serve,
+    openapi: openapi.serve,
     ui_metrics: metrics.serve_ui,
     not_found: health.not_found,
 };
@@ -100,6 +103,10 @@ export function init(configPath: string): void {
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
+    tracing.configure(cfg.tracing, cfg.version, cfg.nats_routes);
+    // The rendered OpenAPI document lies next to gateway.json in the prefix.
+    const [dir] = string.match(configPath, "^(.*)/[^/]*$");
+    openapi.load(dir !== undefined ? dir : ".");
     install_nats_routes(cfg);
 }
 
@@ -130,6 +137,7 @@ export function init_worker(): void {
     if (tok === undefined) {
         log_line.write(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
     }
+    tracing.start_worker();
 }
 
 /** content_by_lua: run the handler of the route nginx matched. */
@@ -160,6 +168,9 @@ export function log(): void {
         idempotency.release_unfinished();
     }
     metrics.log_request();
+    if (tracing.enabled()) {
+        tracing.log_phase();
+    }
     if (shadow_log) {
         traffic.after_response();
     }

@@ -26,6 +26,7 @@ import * as metrics from "../metrics";
 import * as traffic from "../traffic";
 import * as log_line from "../log_line";
 import * as streams from "../streams";
+import * as tracing from "../tracing";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -248,6 +249,7 @@ export function call_router(payload: string, nats_headers: string[], subject: st
     const t0 = ngx.now();
     const [reply, failure] = router_client.decide(payload, nats_headers, subject, timeout_ms);
     if (failure !== "payload_too_large" && failure !== "invalid_request") {
+        if (failure !== undefined && tracing.enabled()) tracing.router_done(failure);
         // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
         // refused before publishing (too large, unencodable) has none.
         ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
@@ -283,8 +285,9 @@ export function call_router(payload: string, nats_headers: string[], subject: st
  */
 export function map_router_reply(reply: string, c: Context): router_reply.MappedReply {
     const mapped = router_reply.map_reply(reply);
-    ngx.var["beamline_router_code"] =
-        mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    const outcome = mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    ngx.var["beamline_router_code"] = outcome;
+    if (tracing.enabled()) tracing.router_done(outcome);
     if (mapped.body === undefined) {
         log_line.write(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", c.trace_id);
         return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
@@ -401,12 +404,16 @@ function handle(route: ApiRoute): void {
             return fail(503, "unavailable", "the Idempotency-Key store is full; retry later", c, undefined, RETRY_AFTER);
         }
     }
-    // 11. the Router
+    // 11. the Router. With tracing on, the Router gets the client span's context as traceparent.
+    const subject = cfg.router.decide_subject;
+    if (tracing.enabled()) {
+        n.traceparent = tracing.router_traceparent(n.traceparent, n.trace_id, subject, n.tenant_id, n.request_id);
+    }
     const [payload, nats_headers] = model.build_router_request(n);
     if (payload === undefined) {
         return fail(400, "invalid_request", "request body holds a number that cannot be forwarded", c);
     }
-    const reply = call_router(payload, nats_headers as string[], cfg.router.decide_subject, timeout_ms, c);
+    const reply = call_router(payload, nats_headers as string[], subject, timeout_ms, c);
     const mapped = map_router_reply(reply, c);
     let out = mapped.body as string;
     if (mapped.status === 200) {

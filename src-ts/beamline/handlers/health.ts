@@ -19,7 +19,8 @@ const floor = math.floor;
 const date = os.date;
 const format = string.format;
 
-function get_only(): boolean {
+/** GET and HEAD go on; any other method gets the JSON 405 with `Allow: GET, HEAD` (false). */
+export function get_only(): boolean {
     const method = ngx.req.get_method();
     if (method !== "GET" && method !== "HEAD") {
         util.method_not_allowed(GET_HEAD);
