@@ -25,6 +25,9 @@ const DOC_ID = 'https://beamline.dev/openapi.json';
 
 let cached;
 
+/** A path template (`/a/{id}`) as a regex: each `{name}` matches one segment. */
+const templateRegex = (template) => new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+')}$`);
+
 /** The parsed document, its Ajv instance and the path templates as regexes. */
 function load() {
   if (cached) return cached;
@@ -35,12 +38,26 @@ function load() {
   const paths = Object.keys(doc.paths).map((template) => ({
     template,
     literal: !template.includes('{'),
-    regex: new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+')}$`),
+    regex: templateRegex(template),
   }));
   // Literal paths first: /api/v1/messages/stream is not an instance of another template.
   paths.sort((a, b) => Number(b.literal) - Number(a.literal));
-  cached = { doc, ajv, paths, validators: new Map() };
+  cached = { doc, ajv, paths, validators: new Map(), configured: [] };
   return cached;
+}
+
+/**
+ * The gateway under test serves these configured HTTP→NATS routes (`nats_routes`, §12) too: a
+ * request to one the document does not list is checked against `x-beamline-nats-route`.
+ * @param {{method: string, path: string}[]} routes
+ */
+function addConfiguredRoutes(routes = []) {
+  const c = load();
+  for (const r of routes) {
+    if (c.doc.paths[r.path]) continue;
+    const regex = templateRegex(r.path);
+    if (!c.configured.some((x) => x.method === r.method && x.regex.source === regex.source)) c.configured.push({ method: r.method, regex });
+  }
 }
 
 const pointer = (parts) => '#/' + parts.map((p) => String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
@@ -96,7 +113,14 @@ function findResponse(method, urlPath, status) {
   let responses;
   let base;
   let where;
-  if (!match) {
+  const configured = match ? [] : load().configured.filter((x) => x.regex.test(p));
+  if (configured.length) {
+    const own = configured.some((x) => x.method === (m === 'get' && method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase()));
+    // CORS preflight and other methods answer as on every API route.
+    responses = own ? doc['x-beamline-nats-route'].responses : doc['x-beamline-unlisted'].methods;
+    base = own ? ['x-beamline-nats-route', 'responses'] : ['x-beamline-unlisted', 'methods'];
+    where = `${method} ${p} (configured NATS route${own ? '' : ', method not listed'})`;
+  } else if (!match) {
     responses = doc['x-beamline-unlisted'].paths;
     base = ['x-beamline-unlisted', 'paths'];
     where = `unlisted path ${p}`;
@@ -177,4 +201,4 @@ function validateResponse(req, res) {
   }
 }
 
-module.exports = { load, findResponse, checkResponse, validateResponse, DOC_PATH };
+module.exports = { load, addConfiguredRoutes, findResponse, checkResponse, validateResponse, DOC_PATH };
