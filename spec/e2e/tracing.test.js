@@ -306,3 +306,18 @@ test('off by default, and OTEL_SDK_DISABLED=true wins over an endpoint: the clie
     await rx.stop();
   }
 });
+
+test('a collector given by host name (localhost, from the hosts file) receives the spans (issue 18)', async () => {
+  const rx = await startOtlpReceiver();
+  const port = new URL(rx.url).port;
+  const gw = await tracedGateway(null, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://localhost:${port}` } });
+  try {
+    const t = hex(16);
+    expect((await post(gw.url, { headers: { 'X-Trace-ID': t } })).status).toBe(200);
+    await rx.waitFor(() => spansOf(rx, t).list.length === 2);
+    expect(spansOf(rx, t).server).toBeDefined();
+  } finally {
+    await gw.stop();
+    await rx.stop();
+  }
+});

@@ -23,6 +23,7 @@
  *
  * Off (the default): `enabled()` is false and no function here runs per request.
  */
+import * as dns from "./dns";
 import * as ids from "./ids";
 import * as json from "./json";
 import * as log_line from "./log_line";
@@ -475,7 +476,8 @@ function span_ids(
 function post(settings: Settings, body: string, timeout_ms: number): LuaMultiReturn<[boolean, string | undefined]> {
     const sock = ngx.socket.tcp();
     sock.settimeouts(timeout_ms, timeout_ms, timeout_ms);
-    const [ok, cerr] = sock.connect(settings.host, settings.port);
+    // A hosts-file name (localhost) by its address; any other name through nginx's resolver (dns.*).
+    const [ok, cerr] = sock.connect(dns.peer_address(settings.host), settings.port);
     if (ok === undefined) return $multi(false, "connect: " + cerr);
     const [sent, serr] = sock.send([
         "POST ",
