@@ -12,6 +12,9 @@ const HEADER_NAME = "^[!#%&'*+.^_`|~0-9A-Za-z-]+$";
 const ORIGIN = '^(\\*|https?://[A-Za-z0-9.-]+(:\\d{1,5})?|https?://\\[[0-9A-Fa-f:]+\\](:\\d{1,5})?)$';
 const TENANT_ID = '^[A-Za-z0-9._:-]{1,128}$';
 const SHA256_HEX = '^[0-9a-fA-F]{64}$';
+// state.redis: a host (IPv4, [IPv6] or DNS name) and REDIS_URL.
+const REDIS_HOST = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$';
+const REDIS_URL = '^redis://(:[^@\\s]+@)?[^:/@\\s]+(:\\d{1,5})?(/\\d{1,4})?/?$';
 // The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
 // [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
 const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
@@ -195,6 +198,45 @@ const schema = {
         },
       },
     },
+    // Where the state that must be the same on every instance lives (CONTRACT §13): rate-limit
+    // counts, Idempotency-Key records and stored decisions. local: this instance's shared dicts
+    // (per instance); redis: one Redis shared by every instance. `rate_limit.backend: redis`
+    // (v1) is an alias of `state.backend: redis` (scripts/lib/config.js).
+    state: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // No default here: the loader derives it (local, or redis from rate_limit.backend).
+        backend: { enum: ['local', 'redis'] },
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // redis://[:password@]host:port[/db] (env REDIS_URL); parsed by the loader into
+            // host, port, password and database, which it then overrides.
+            url: { type: 'string', minLength: 1, maxLength: 4096, pattern: REDIS_URL },
+            // An IP address, or a DNS name (cosockets resolve names only with a `resolver`).
+            host: { type: 'string', default: '127.0.0.1', pattern: REDIS_HOST },
+            port: { type: 'integer', minimum: 1, maximum: 65535, default: 6379 },
+            password: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[\\x20-\\x7e]+$' },
+            database: { type: 'integer', minimum: 0, maximum: 1024, default: 0 },
+            // Every Redis call (connect, send, read) has this timeout.
+            timeout_ms: { type: 'integer', minimum: 1, maximum: 60000, default: 50 },
+            pool_size: { type: 'integer', minimum: 1, maximum: 10000, default: 64 },
+            keepalive_ms: { type: 'integer', minimum: 1000, maximum: 3600000, default: 60000 },
+            key_prefix: { type: 'string', maxLength: 128, pattern: '^[\\x21-\\x7e]*$', default: 'beamline:' },
+            // Redis unreachable: fail_open = the request goes on without the failed part (the
+            // rate limit counts in this instance's shared dict meanwhile, no idempotency,
+            // decision not stored); fail_closed = 503 for a request that needs it.
+            on_error: { enum: ['fail_open', 'fail_closed'], default: 'fail_open' },
+            // After a connection error a worker skips Redis this long before trying again.
+            retry_after_ms: { type: 'integer', minimum: 0, maximum: 600000, default: 1000 },
+          },
+        },
+      },
+    },
     idempotency: {
       type: 'object',
       additionalProperties: false,
@@ -203,6 +245,11 @@ const schema = {
         enabled: { type: 'boolean', default: true },
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 86400 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 32 },
+        // Records kept per tenant (Redis backend: past it the tenant's own oldest records go).
+        max_keys_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
+        // An in-flight marker lives the route's Router timeout plus this long, so a request
+        // whose gateway died cannot block its key for longer.
+        in_flight_grace_seconds: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
       },
     },
     auth: {

@@ -12,7 +12,11 @@ describe("beamline.idempotency", function()
     stub.install({ var = {} })
     dict = fake.new()
     ngx.shared = { beamline_idempotency = dict }
-    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1 } })
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000, in_flight_grace_seconds = 60 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300 },
+    })
     package.loaded["beamline.idempotency"] = nil
     idem = require("beamline.idempotency")
   end)

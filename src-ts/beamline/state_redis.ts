@@ -1,0 +1,267 @@
+/**
+ * beamline.state_redis — the Redis backend of the gateway's shared state (CONTRACT §13): rate-limit
+ * counts, Idempotency-Key records and stored decisions, so every instance on one Redis behaves
+ * as one gateway. The local backend is the shared dicts in rate_limit, idempotency and
+ * decision_cache; those modules pick the backend with `state.backend` and call the functions
+ * here with the same arguments they give their shared dict.
+ *
+ * Cost per request (the thing to watch): one round trip per operation, each a script run with
+ * EVALSHA (EVAL once after NOSCRIPT) so that its steps are atomic in Redis and cost one trip:
+ *   - `rate_incr`: INCR + EXPIRE on the window's first hit;
+ *   - `idem_claim`: SET NX PX of the in-flight marker, else GET of the entry; on success it also
+ *     bounds the tenant's records (a per-tenant sorted set, oldest evicted first);
+ *   - `finish`: the decision store (request_id, message_id) and the Idempotency-Key outcome
+ *     (stored response, or release after a 5xx) together, only when the marker is still ours.
+ * A decide without Idempotency-Key thus costs two round trips (count, finish), with one three.
+ *
+ * Connections come from the cosocket keepalive pool, named by host, port, database and a hash of
+ * the password (two configs never share a connection). Every call has `timeout_ms`. A reused
+ * connection that fails (Redis restarted meanwhile) is retried once on a fresh one; any other
+ * connection failure marks Redis down for this worker for `retry_after_ms`, so an outage costs
+ * one timeout per worker and interval instead of one per request; after it the next request
+ * tries again (recovery without restart). Each failure counts in
+ * `gateway_state_backend_errors_total{op}`; the log gets at most one line per second per worker.
+ *
+ * The client is lua-resty-redis: `resty.redis` on OpenResty, Debian's `lua-nginx-redis` (the
+ * same code, 0.27) installs it as `nginx.redis`.
+ */
+import type { RedisConfig } from "./config";
+import * as config from "./config";
+import * as metrics from "./metrics";
+
+type Reply = string | number | NgxNull | false | undefined;
+
+interface RedisClient {
+    connect(
+        this: RedisClient,
+        host: string,
+        port: number,
+        opts: { pool: string; pool_size: number },
+    ): LuaMultiReturn<[number, undefined] | [undefined, string]>;
+    set_timeout(this: RedisClient, ms: number): void;
+    get_reused_times(this: RedisClient): LuaMultiReturn<[number, undefined] | [undefined, string]>;
+    auth(this: RedisClient, password: string): LuaMultiReturn<[unknown, string | undefined]>;
+    select(this: RedisClient, db: number): LuaMultiReturn<[unknown, string | undefined]>;
+    eval(this: RedisClient, script: string, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]>;
+    evalsha(this: RedisClient, sha: string, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]>;
+    set_keepalive(this: RedisClient, idle_ms: number, pool_size: number): LuaMultiReturn<[number, undefined] | [undefined, string]>;
+    close(this: RedisClient): LuaMultiReturn<[number, undefined] | [undefined, string]>;
+}
+
+interface RedisModule {
+    /** Quoted: a bare `new()` would declare a construct signature. */
+    "new"(this: RedisModule): LuaMultiReturn<[RedisClient, undefined] | [undefined, string]>;
+}
+
+/** KEYS[1] counter; ARGV[1] window (s). INCR, and EXPIRE on the window's first hit. */
+export const RATE_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n";
+
+/**
+ * KEYS[1] entry, KEYS[2] the tenant's index (sorted set: entry key by claim time);
+ * ARGV: marker, marker ttl ms, now ms, max records, record ttl ms.
+ * Claimed: 1. Else the entry (in flight or done). Index members older than a record's lifetime
+ * are dropped first; past the bound the tenant's own oldest entries are deleted.
+ */
+export const CLAIM_SCRIPT =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then " +
+    "local z = KEYS[2] local now = tonumber(ARGV[3]) " +
+    "redis.call('ZREMRANGEBYSCORE', z, '-inf', now - tonumber(ARGV[5])) " +
+    "redis.call('ZADD', z, now, KEYS[1]) " +
+    "local over = redis.call('ZCARD', z) - tonumber(ARGV[4]) " +
+    "if over > 0 then " +
+    "local old = redis.call('ZRANGE', z, 0, over - 1) " +
+    "for i = 1, #old do if old[i] ~= KEYS[1] then redis.call('DEL', old[i]) end end " +
+    "redis.call('ZREMRANGEBYRANK', z, 0, over - 1) end " +
+    "redis.call('PEXPIRE', z, ARGV[5]) return 1 end " +
+    "return redis.call('GET', KEYS[1])";
+
+/**
+ * KEYS: decision key 1, decision key 2, the Idempotency-Key entry, its tenant index ("" = none);
+ * ARGV: decision body, decision ttl ms, our marker, the entry to store ("" = release), record
+ * ttl ms. Stores the decision under each key; stores or releases the entry only while it still
+ * holds our marker (after a Redis restart or an eviction it is not ours any more). Returns 1
+ * when the entry was ours, else 0. Always four keys, so callers need no argument table.
+ */
+export const FINISH_SCRIPT =
+    "for i = 1, 2 do if KEYS[i] ~= '' then redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end end " +
+    "local k = KEYS[3] " +
+    "if k ~= '' and redis.call('GET', k) == ARGV[3] then " +
+    "if ARGV[4] == '' then redis.call('DEL', k) redis.call('ZREM', KEYS[4], k) " +
+    "else redis.call('SET', k, ARGV[4], 'PX', ARGV[5]) end return 1 end return 0";
+
+/** KEYS[1]: a stored decision (a script too, so that every call takes the same path). */
+export const GET_SCRIPT = "return redis.call('GET', KEYS[1])";
+
+const SCRIPTS = [RATE_SCRIPT, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT];
+export const RATE = 0;
+export const CLAIM = 1;
+export const FINISH = 2;
+export const GET = 3;
+
+export type Op = "rate_limit" | "idempotency" | "decision_store" | "decision_lookup";
+
+const ltype = type;
+const sformat = string.format;
+const sbyte = string.byte;
+const sfind = string.find;
+const ssub = string.sub;
+const concat = table.concat;
+
+let mod: RedisModule | undefined;
+let mod_err: string | undefined;
+let down_until = 0;
+let last_log = 0;
+let suppressed = 0;
+const shas: string[] = [];
+/** The config table the pool name was made for (the config is loaded once per master). */
+let pool_for: RedisConfig | undefined;
+let pool_name = "";
+
+function hex(bin: string): string {
+    const out: string[] = [];
+    for (let i = 1; i <= bin.length; i++) out.push(sformat("%02x", sbyte(bin, i)));
+    return concat(out);
+}
+
+/** SHA1 of each script, as EVALSHA wants it (once per worker). */
+function script_sha(i: number): string {
+    let s = shas[i];
+    if (s === undefined) {
+        s = hex(ngx.sha1_bin(SCRIPTS[i]));
+        shas[i] = s;
+    }
+    return s;
+}
+
+/** The keepalive pool of one Redis endpoint and identity: host, port, db, password hash. */
+export function pool_key(c: RedisConfig): string {
+    const pw = c.password !== undefined ? ssub(hex(ngx.sha1_bin(c.password)), 1, 16) : "";
+    return "beamline_redis:" + c.host + ":" + c.port + ":" + c.database + ":" + pw;
+}
+
+function load(): RedisModule | undefined {
+    if (mod !== undefined || mod_err !== undefined) return mod;
+    for (const name of ["resty.redis", "nginx.redis"]) {
+        const [ok, m] = pcall(require, name);
+        if (ok && ltype(m) === "table") {
+            mod = m as RedisModule;
+            return mod;
+        }
+    }
+    mod_err = "no Redis client library (resty.redis or nginx.redis)";
+    return undefined;
+}
+
+/**
+ * Counts a failed operation and logs it, at most one line per second per worker (WARN: an
+ * outage is an operational condition the metric shows, not a gateway bug).
+ */
+export function failed(op: Op, err: string): void {
+    metrics.state_backend_error(op);
+    const now = ngx.now();
+    if (now - last_log >= 1) {
+        const more = suppressed > 0 ? " (" + suppressed + " more failures since the last line)" : "";
+        ngx.log(ngx.WARN, "beamline: Redis state backend: ", op, ": ", err, more);
+        last_log = now;
+        suppressed = 0;
+    } else {
+        suppressed++;
+    }
+}
+
+/** True while this worker skips Redis after a connection failure. */
+export function is_down(): boolean {
+    if (down_until === 0) return false;
+    if (ngx.now() < down_until) return true;
+    down_until = 0;
+    return false;
+}
+
+function mark_down(c: RedisConfig): void {
+    if (c.retry_after_ms > 0) down_until = ngx.now() + c.retry_after_ms / 1000;
+}
+
+/** A connected, authenticated client from the pool, or nil and an error. */
+function connect(c: RedisConfig): LuaMultiReturn<[RedisClient, number] | [undefined, string]> {
+    const m = load();
+    if (m === undefined) return $multi(undefined, mod_err as string);
+    const [red, nerr] = m["new"]();
+    if (red === undefined) return $multi(undefined, "redis: " + nerr);
+    if (pool_for !== c) {
+        pool_name = pool_key(c);
+        pool_for = c;
+    }
+    red.set_timeout(c.timeout_ms);
+    const [ok, cerr] = red.connect(c.host, c.port, { pool: pool_name, pool_size: c.pool_size });
+    if (ok === undefined) return $multi(undefined, "connect: " + cerr);
+    const [reused] = red.get_reused_times();
+    if (reused === 0 || reused === undefined) {
+        if (c.password !== undefined) {
+            const [a, aerr] = red.auth(c.password);
+            if (a === undefined || a === false) {
+                red.close();
+                return $multi(undefined, "auth: " + tostring(aerr));
+            }
+        }
+        if (c.database !== 0) {
+            const [s, serr] = red.select(c.database);
+            if (s === undefined || s === false) {
+                red.close();
+                return $multi(undefined, "select: " + tostring(serr));
+            }
+        }
+        return $multi(red, 0);
+    }
+    return $multi(red, reused);
+}
+
+/**
+ * Runs script `i` (EVALSHA, EVAL after NOSCRIPT) with `numkeys` keys and the arguments. Returns
+ * the reply, or nil and an error (the failure is already counted under `op` and logged).
+ * A Redis error reply (`false`) keeps the connection; a network error closes it.
+ */
+export function run(op: Op, i: number, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]> {
+    if (is_down()) {
+        failed(op, "skipped: Redis marked down after a failure");
+        return $multi(undefined, "down");
+    }
+    const c = config.get().state.redis;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+        const [red, info] = connect(c);
+        if (red === undefined) {
+            mark_down(c);
+            failed(op, info as string);
+            return $multi(undefined, info as string);
+        }
+        const sha = script_sha(i);
+        let [res, err] = red.evalsha(sha, numkeys, ...args);
+        if (res === false && err !== undefined && sfind(err, "NOSCRIPT", 1, true)[0] === 1) {
+            [res, err] = red.eval(SCRIPTS[i], numkeys, ...args);
+        }
+        if (res !== undefined) {
+            red.set_keepalive(c.keepalive_ms, c.pool_size);
+            if (res === false) {
+                failed(op, "script: " + tostring(err));
+                return $multi(undefined, tostring(err));
+            }
+            return $multi(res, undefined);
+        }
+        red.close();
+        // A pooled connection Redis closed meanwhile (restart, idle timeout): one fresh try.
+        if (attempt === 1 && (info as number) > 0) continue;
+        mark_down(c);
+        failed(op, "script: " + tostring(err));
+        return $multi(undefined, tostring(err));
+    }
+    return $multi(undefined, "unreachable");
+}
+
+/** The configured key prefix (all keys of this gateway in Redis start with it). */
+export function prefix(): string {
+    return config.get().state.redis.key_prefix;
+}
+
+/** For tests: forget that Redis was marked down. */
+export function reset(): void {
+    down_until = 0;
+}
