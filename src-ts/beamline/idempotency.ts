@@ -89,7 +89,13 @@ function redis_keys(tenant: string, route: string, key: string): LuaMultiReturn<
     return $multi(p + "idem:{" + tenant + "}|" + route + "|" + key, p + "idemidx:{" + tenant + "}");
 }
 
-function begin_redis(tenant: string, route: string, key: string, hash: string, timeout_ms: number): LuaMultiReturn<[Begin, number, string, string, string]> {
+function begin_redis(
+    tenant: string,
+    route: string,
+    key: string,
+    hash: string,
+    timeout_ms: number,
+): LuaMultiReturn<[Begin, number, string, string, string]> {
     const cfg = config.get();
     const idem = cfg.idempotency;
     const [k, index] = redis_keys(tenant, route, key);
@@ -189,7 +195,14 @@ export function begin(
  * Redis: stores the decision (`dtenant` set) and this request's Idempotency-Key outcome in one
  * round trip. Returns false when that failed.
  */
-function finish_redis(k: string | undefined, entry: string, dtenant: string | undefined, request_id: string, message_id: string | undefined, body: string): boolean {
+function finish_redis(
+    k: string | undefined,
+    entry: string,
+    dtenant: string | undefined,
+    request_id: string,
+    message_id: string | undefined,
+    body: string,
+): boolean {
     const ctx = ngx.ctx;
     let d1 = "";
     let d2 = "";
