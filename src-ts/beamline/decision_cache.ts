@@ -5,7 +5,7 @@
  * Keys are prefixed by the tenant, so another tenant never sees an entry.
  *
  * With `state.backend: redis` (CONTRACT §13) decisions live in Redis, written by
- * idempotency.complete in the same round trip as the Idempotency-Key outcome, before the answer
+ * idempotency.complete (in the same round trip as the Idempotency-Key outcome), before the answer
  * is sent, so a lookup on any instance finds them once the client has the answer. Each is a
  * plain key with the TTL: no per-tenant index, since a tenant's stored decisions are already
  * bounded by its rate limit (at most 2 × limit per window × ttl / window keys) and expire by
@@ -45,7 +45,7 @@ export function redis_key(tenant: string, id: string): string {
 /** The stored 200 body, or nil; with Redis, nil and "unavailable" when Redis failed. */
 export function get(tenant: string, id: string): LuaMultiReturn<[string | undefined, string | undefined]> {
     if (config.get().state.backend === "redis") {
-        const [res] = state_redis.run("decision_lookup", state_redis.GET, 1, redis_key(tenant, id));
+        const [res] = state_redis.run("decision_lookup", state_redis.GET, redis_key(tenant, id));
         if (res === undefined) return $multi(undefined, "unavailable");
         return $multi(typeof res === "string" ? res : undefined, undefined);
     }

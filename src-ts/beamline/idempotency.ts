@@ -211,17 +211,21 @@ function finish_redis(
         if (message_id !== undefined && message_id !== request_id) d2 = decision_cache.redis_key(dtenant, message_id);
     }
     const cfg = config.get();
+    if (k === undefined) {
+        const [stored] = state_redis.run("decision_store", state_redis.STORE, d1, d2, body, cfg.decision_cache.ttl_seconds * 1000);
+        return stored !== undefined;
+    }
     const [res] = state_redis.run(
         dtenant !== undefined ? "decision_store" : "idempotency",
         state_redis.FINISH,
         4,
         d1,
         d2,
-        k !== undefined ? k : "",
-        k !== undefined ? (ctx[CTX_INDEX] as string) : "",
+        k,
+        ctx[CTX_INDEX] as string,
         dtenant !== undefined ? body : "",
         cfg.decision_cache.ttl_seconds * 1000,
-        k !== undefined ? (ctx[CTX_MARKER] as string) : "",
+        ctx[CTX_MARKER] as string,
         entry,
         cfg.idempotency.ttl_seconds * 1000,
     );

@@ -2,8 +2,8 @@
  * beamline.rate_limit — per tenant and route, fixed windows aligned to the epoch (CONTRACT §5,
  * §10): the window of time `now` with length W starts at `floor(now / W) * W` and resets at
  * start + W. Counted with `incr(key, 1, 0, W)` in the shared dict `beamline_ratelimit`, so every
- * worker of this instance shares one count; with `state.backend: redis` in Redis (one atomic
- * script, one round trip: beamline.state_redis), so every instance shares it. When Redis fails
+ * worker of this instance shares one count; with `state.backend: redis` in Redis (INCR and
+ * EXPIRE in one pipeline, one round trip: beamline.state_redis), so every instance shares it. When Redis fails
  * with `on_error: fail_open` the request is counted in the shared dict meanwhile (the limit then
  * holds per instance instead of not at all); `fail_closed` answers 503. The key holds the window start, so a new window
  * is a new key and old ones simply expire.
@@ -81,7 +81,7 @@ export function check(route: "decide" | "messages", tenant: string): LuaMultiRet
     let count: number | undefined;
     const st = cfg.state;
     if (st.backend === "redis") {
-        const [n] = state_redis.run("rate_limit", state_redis.RATE, 1, st.redis.key_prefix + "rl:" + key, window);
+        const [n] = state_redis.run("rate_limit", state_redis.RATE, st.redis.key_prefix + "rl:" + key, window);
         if (typeof n === "number") {
             count = n;
         } else {

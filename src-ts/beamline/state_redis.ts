@@ -5,14 +5,19 @@
  * decision_cache; those modules pick the backend with `state.backend` and call the functions
  * here with the same arguments they give their shared dict.
  *
- * Cost per request (the thing to watch): one round trip per operation, each a script run with
- * EVALSHA (EVAL once after NOSCRIPT) so that its steps are atomic in Redis and cost one trip:
- *   - `rate_incr`: INCR + EXPIRE on the window's first hit;
- *   - `idem_claim`: SET NX PX of the in-flight marker, else GET of the entry; on success it also
- *     bounds the tenant's records (a per-tenant sorted set, oldest evicted first);
- *   - `finish`: the decision store (request_id, message_id) and the Idempotency-Key outcome
- *     (stored response, or release after a 5xx) together, only when the marker is still ours.
- * A decide without Idempotency-Key thus costs two round trips (count, finish), with one three.
+ * Cost per request (the thing to watch): one round trip per operation. Plain commands where
+ * order alone is enough (pipelined: one send, one trip; cheapest for Redis' CPU), a script run
+ * with EVALSHA (EVAL once after NOSCRIPT) where a step depends on what another found:
+ *   - RATE: pipeline INCR + EXPIRE of the window's counter (the expiry moves with each hit, but
+ *     the key is only hit during its window, so it is gone at most one window after it);
+ *   - STORE: pipeline SET PX of the decision under request_id (and message_id);
+ *   - GET: a stored decision;
+ *   - CLAIM (script): SET NX PX of the in-flight marker, else GET of the entry; on success it
+ *     also bounds the tenant's records (a per-tenant sorted set, oldest evicted first);
+ *   - FINISH (script): the decision store and the Idempotency-Key outcome (stored response, or
+ *     release after a 5xx) together, the latter only while the marker is still ours.
+ * A decide without Idempotency-Key thus costs two round trips (RATE, STORE), with one three
+ * (RATE, CLAIM, FINISH).
  *
  * Connections come from the cosocket keepalive pool, named by host, port, database and a hash of
  * the password (two configs never share a connection). Every call has `timeout_ms`. A reused
@@ -44,6 +49,13 @@ interface RedisClient {
     select(this: RedisClient, db: number): LuaMultiReturn<[unknown, string | undefined]>;
     eval(this: RedisClient, script: string, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]>;
     evalsha(this: RedisClient, sha: string, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]>;
+    init_pipeline(this: RedisClient, n?: number): void;
+    /** The replies in order (an error reply as `{false, message}`), or nil and a network error. */
+    commit_pipeline(this: RedisClient): LuaMultiReturn<[(Reply | [false, string])[], undefined] | [undefined, string]>;
+    incr(this: RedisClient, key: string): void;
+    expire(this: RedisClient, key: string, seconds: number): void;
+    set(this: RedisClient, key: string, value: string, px: "PX", ms: number): void;
+    get(this: RedisClient, key: string): LuaMultiReturn<[Reply, string | undefined]>;
     set_keepalive(this: RedisClient, idle_ms: number, pool_size: number): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     close(this: RedisClient): LuaMultiReturn<[number, undefined] | [undefined, string]>;
 }
@@ -52,9 +64,6 @@ interface RedisModule {
     /** Quoted: a bare `new()` would declare a construct signature. */
     "new"(this: RedisModule): LuaMultiReturn<[RedisClient, undefined] | [undefined, string]>;
 }
-
-/** KEYS[1] counter; ARGV[1] window (s). INCR, and EXPIRE on the window's first hit. */
-export const RATE_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n";
 
 /**
  * KEYS[1] entry, KEYS[2] the tenant's index (sorted set: entry key by claim time);
@@ -89,14 +98,16 @@ export const FINISH_SCRIPT =
     "if ARGV[4] == '' then redis.call('DEL', k) redis.call('ZREM', KEYS[4], k) " +
     "else redis.call('SET', k, ARGV[4], 'PX', ARGV[5]) end return 1 end return 0";
 
-/** KEYS[1]: a stored decision (a script too, so that every call takes the same path). */
-export const GET_SCRIPT = "return redis.call('GET', KEYS[1])";
-
-const SCRIPTS = [RATE_SCRIPT, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT];
-export const RATE = 0;
-export const CLAIM = 1;
-export const FINISH = 2;
-export const GET = 3;
+const SCRIPTS = [CLAIM_SCRIPT, FINISH_SCRIPT];
+/** Operations of `run`: the two scripts (indexes into SCRIPTS), then the plain ones. */
+export const CLAIM = 0;
+export const FINISH = 1;
+/** args: key, window seconds. Reply: the count. */
+export const RATE = 2;
+/** args: key 1, key 2 ("" = none), body, ttl ms. Reply: 1. */
+export const STORE = 3;
+/** args: key. Reply: the value, or ngx.null. */
+export const GET = 4;
 
 export type Op = "rate_limit" | "idempotency" | "decision_store" | "decision_lookup";
 
@@ -215,12 +226,63 @@ function connect(c: RedisConfig): LuaMultiReturn<[RedisClient, number] | [undefi
     return $multi(red, reused);
 }
 
+/** The first error reply among pipeline replies, or nil. */
+function pipeline_error(res: (Reply | [false, string])[]): string | undefined {
+    for (const r of res) {
+        if (ltype(r) === "table" && (r as [false, string])[0] === false) return (r as [false, string])[1];
+    }
+    return undefined;
+}
+
 /**
- * Runs script `i` (EVALSHA, EVAL after NOSCRIPT) with `numkeys` keys and the arguments. Returns
- * the reply, or nil and an error (the failure is already counted under `op` and logged).
- * A Redis error reply (`false`) keeps the connection; a network error closes it.
+ * Sends operation `kind` on `red` and reads its reply: the reply, or nil and a network error,
+ * or false and a Redis error reply (the connection is then still usable).
  */
-export function run(op: Op, i: number, numkeys: number, ...args: (string | number)[]): LuaMultiReturn<[Reply, string | undefined]> {
+function send(
+    red: RedisClient,
+    kind: number,
+    a1: string | number,
+    a2?: string | number,
+    a3?: string | number,
+    a4?: string | number,
+    ...rest: (string | number)[]
+): LuaMultiReturn<[Reply, string | undefined]> {
+    if (kind === RATE) {
+        red.init_pipeline(2);
+        red.incr(a1 as string);
+        red.expire(a1 as string, a2 as number);
+        const [res, err] = red.commit_pipeline();
+        if (res === undefined) return $multi(undefined, err);
+        const perr = pipeline_error(res);
+        if (perr !== undefined) return $multi(false, perr);
+        return $multi(res[0] as Reply, undefined);
+    }
+    if (kind === STORE) {
+        red.init_pipeline(2);
+        red.set(a1 as string, a3 as string, "PX", a4 as number);
+        if (a2 !== "") red.set(a2 as string, a3 as string, "PX", a4 as number);
+        const [res, err] = red.commit_pipeline();
+        if (res === undefined) return $multi(undefined, err);
+        const perr = pipeline_error(res);
+        if (perr !== undefined) return $multi(false, perr);
+        return $multi(1, undefined);
+    }
+    if (kind === GET) return red.get(a1 as string);
+    // A script: a1 is numkeys, then the keys and arguments.
+    const [res, err] = red.evalsha(script_sha(kind), a1 as number, a2 as string, a3 as string, a4 as string, ...rest);
+    if (res === false && err !== undefined && sfind(err, "NOSCRIPT", 1, true)[0] === 1) {
+        return red.eval(SCRIPTS[kind], a1 as number, a2 as string, a3 as string, a4 as string, ...rest);
+    }
+    return $multi(res, err);
+}
+
+/**
+ * Runs operation `kind` (CLAIM, FINISH: the script's numkeys, keys and arguments; RATE, STORE,
+ * GET: as documented there). Returns the reply, or nil and an error (the failure is already
+ * counted under `op` and logged). A Redis error reply keeps the connection; a network error
+ * closes it.
+ */
+export function run(op: Op, kind: number, ...args: [string | number, ...(string | number)[]]): LuaMultiReturn<[Reply, string | undefined]> {
     if (is_down()) {
         failed(op, "skipped: Redis marked down after a failure");
         return $multi(undefined, "down");
@@ -233,15 +295,11 @@ export function run(op: Op, i: number, numkeys: number, ...args: (string | numbe
             failed(op, info as string);
             return $multi(undefined, info as string);
         }
-        const sha = script_sha(i);
-        let [res, err] = red.evalsha(sha, numkeys, ...args);
-        if (res === false && err !== undefined && sfind(err, "NOSCRIPT", 1, true)[0] === 1) {
-            [res, err] = red.eval(SCRIPTS[i], numkeys, ...args);
-        }
+        const [res, err] = send(red, kind, ...args);
         if (res !== undefined) {
             red.set_keepalive(c.keepalive_ms, c.pool_size);
             if (res === false) {
-                failed(op, "script: " + tostring(err));
+                failed(op, "reply: " + tostring(err));
                 return $multi(undefined, tostring(err));
             }
             return $multi(res, undefined);
@@ -250,7 +308,7 @@ export function run(op: Op, i: number, numkeys: number, ...args: (string | numbe
         // A pooled connection Redis closed meanwhile (restart, idle timeout): one fresh try.
         if (attempt === 1 && (info as number) > 0) continue;
         mark_down(c);
-        failed(op, "script: " + tostring(err));
+        failed(op, tostring(err));
         return $multi(undefined, tostring(err));
     }
     return $multi(undefined, "unreachable");
