@@ -233,6 +233,35 @@ test('one rate-limit count per (tenant, route) across three instances', async ()
   }
 });
 
+test("Idempotency-Key records are bounded per tenant: past max_keys_per_tenant its own oldest go, never another tenant's", async () => {
+  const gws = await startInstances({
+    count: 2,
+    natsUrl: nats.url,
+    redis,
+    configure: (raw) => {
+      highLimits(raw);
+      raw.idempotency = { max_keys_per_tenant: 3 };
+    },
+  });
+  const use = (gw, tenant, key) => post(gw.url, { tenant, headers: { 'idempotency-key': key }, body: counted(`${tenant}/${key}`) });
+  const base = unique('bound');
+  // Tenant "quiet" stores 2 records; tenant "busy" then stores 5 (bound 3).
+  for (let i = 0; i < 2; i++) expect((await use(gws[i % 2], 'quiet', `${base}-q${i}`)).status).toBe(200);
+  for (let i = 0; i < 5; i++) expect((await use(gws[i % 2], 'busy', `${base}-b${i}`)).status).toBe(200);
+  expect(await rc.zcard(`${gws.keyPrefix}idemidx:{busy}`)).toBe(3);
+  expect(await rc.exists(idemKey(gws.keyPrefix, 'busy', 'decide', `${base}-b0`))).toBe(0);
+  // busy's newest 3 replay (a replay stores nothing); its oldest runs again (a new record).
+  for (const i of [4, 3, 2, 0]) {
+    const r = await use(gws[(i + 1) % 2], 'busy', `${base}-b${i}`);
+    expect({ i, replayed: r.headers['idempotent-replayed'] === 'true' }).toEqual({ i, replayed: i >= 2 });
+  }
+  expect([0, 1, 2, 3, 4].map((i) => router.calls.get(`busy/${base}-b${i}`))).toEqual([2, 1, 1, 1, 1]);
+  expect(await rc.zcard(`${gws.keyPrefix}idemidx:{busy}`)).toBe(3);
+  // quiet's records were never touched.
+  for (let i = 0; i < 2; i++) expect((await use(gws[i], 'quiet', `${base}-q${i}`)).headers['idempotent-replayed']).toBe('true');
+  for (const g of gws) await g.stop();
+});
+
 describe('Redis trouble', () => {
   /** Load over `gws` until `stop()`; returns {done, stop} with the responses. */
   function load(gws, concurrency, tenant) {
