@@ -126,7 +126,8 @@ let suppressed = 0;
 const shas: string[] = [];
 /** The config table the pool name was made for (the config is loaded once per master). */
 let pool_for: RedisConfig | undefined;
-let pool_name = "";
+/** connect()'s options, built once per worker (no table per call). */
+let pool_opts = { pool: "", pool_size: 1 };
 
 function hex(bin: string): string {
     const out: string[] = [];
@@ -199,11 +200,11 @@ function connect(c: RedisConfig): LuaMultiReturn<[RedisClient, number] | [undefi
     const [red, nerr] = m["new"]();
     if (red === undefined) return $multi(undefined, "redis: " + nerr);
     if (pool_for !== c) {
-        pool_name = pool_key(c);
+        pool_opts = { pool: pool_key(c), pool_size: c.pool_size };
         pool_for = c;
     }
     red.set_timeout(c.timeout_ms);
-    const [ok, cerr] = red.connect(c.host, c.port, { pool: pool_name, pool_size: c.pool_size });
+    const [ok, cerr] = red.connect(c.host, c.port, pool_opts);
     if (ok === undefined) return $multi(undefined, "connect: " + cerr);
     const [reused] = red.get_reused_times();
     if (reused === 0 || reused === undefined) {
