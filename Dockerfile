@@ -1,7 +1,9 @@
-# Beamline gateway image: the same rendered config and Lua paths as local runs (`make run`),
-# on the official OpenResty runtime. Hardened: runs as a non-root user (uid 10001) on port
-# 8080, writes only to its prefix (/var/run/beamline: a volume, tmpfs or emptyDir), so the
-# root filesystem can be mounted read-only; SIGQUIT = graceful stop; /healthz health check.
+# Beamline gateway image: the same rendered config, Lua paths and runtime as local runs and the
+# tests (`make run`, `make test`): Debian 12's nginx + lua-nginx-module + LuaJIT2 + lua-resty-core
+# (deploy/runtime-packages.txt, the list scripts/setup.sh installs; why: docs/adr/0004).
+# Hardened: runs as a non-root user (uid 10001) on port 8080, writes only to its prefix
+# (/var/run/beamline: a volume, tmpfs or emptyDir), so the root filesystem can be mounted
+# read-only; SIGQUIT = graceful stop; /healthz health check.
 #
 #   docker build -t beamline-gateway .
 #   docker run --read-only --tmpfs /var/run/beamline:uid=10001,gid=10001,mode=0700 \
@@ -42,18 +44,22 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "/opt/beamline/deploy/router-healthcheck.js"]
 ENTRYPOINT ["node", "/opt/beamline/router/reference-router.js"]
 
-# Stage 3 (default target): OpenResty (nginx + LuaJIT + lua-resty-core built in). The config is
+# Stage 3 (default target): Debian 12 with the runtime packages the tests run on (nginx 1.22 +
+# lua-nginx-module 0.10.23 + LuaJIT2 + lua-resty-core; deploy/runtime-packages.txt). The config is
 # rendered at container start so environment overrides (NATS_URL, GATEWAY_PORT, …) apply, and
 # checked with `nginx -t` before nginx starts (deploy/docker-entrypoint.sh); node is only used
 # for rendering and for the health check.
-FROM openresty/openresty:1.25.3.2-bookworm AS runtime
+FROM debian:bookworm-slim AS runtime
 ARG BEAMLINE_UID=10001
 ARG BEAMLINE_GID=10001
-# libstdc++ for the node binary copied below; a dedicated system user with no home and no shell;
-# the prefix directory is the only place it may write.
+COPY deploy/runtime-packages.txt /tmp/runtime-packages.txt
+# The runtime packages (nginx's default site and its :80 server are never used: the rendered
+# nginx.conf is the only config), libstdc++ for the node binary copied below; a dedicated system
+# user with no home and no shell; the prefix directory is the only place it may write.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libstdc++6 \
- && rm -rf /var/lib/apt/lists/* \
+ && grep -Ev '^\s*(#|$)' /tmp/runtime-packages.txt \
+      | xargs apt-get install -y --no-install-recommends libstdc++6 \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt /etc/nginx/sites-enabled/default \
  && groupadd --system --gid "${BEAMLINE_GID}" beamline \
  && useradd --system --uid "${BEAMLINE_UID}" --gid beamline --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin beamline \
@@ -71,18 +77,18 @@ COPY --from=build /opt/beamline/package.json /opt/beamline/gateway.yaml ./
 COPY deploy/docker-entrypoint.sh deploy/healthcheck.js ./deploy/
 ENV BEAMLINE_HOME=/opt/beamline \
     GATEWAY_PREFIX=/var/run/beamline \
-    GATEWAY_RUNTIME=openresty \
+    GATEWAY_RUNTIME=debian \
     GATEWAY_LISTEN=0.0.0.0 \
     GATEWAY_ACCESS_LOG=stdout \
     GATEWAY_ERROR_LOG=stderr \
-    NGINX_BIN=/usr/local/openresty/nginx/sbin/nginx
+    NGINX_BIN=/usr/sbin/nginx
 # Fail the build, not the first start, when node does not run here or the rendered config does
-# not pass `nginx -t` (Lua loaded by init_by_lua included) on this OpenResty. Logs to files for
+# not pass `nginx -t` (Lua loaded by init_by_lua included) on this runtime. Logs to files for
 # this check only: render.js's nginx -t has no stderr it could open (see the entrypoint).
 RUN chmod 0755 /opt/beamline/deploy/docker-entrypoint.sh \
  && node --version \
  && GATEWAY_ERROR_LOG=logs/error.log GATEWAY_ACCESS_LOG=logs/access.log \
-      node scripts/render.js --runtime openresty --prefix /tmp/render-check \
+      node scripts/render.js --runtime debian --prefix /tmp/render-check \
       --lua-dir /opt/beamline/dist-lua --check \
  && rm -rf /tmp/render-check
 USER 10001:10001

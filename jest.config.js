@@ -8,4 +8,6 @@ module.exports = {
   testTimeout: 60000,
   maxWorkers: 1,
   verbose: true,
+  // After each test: no unexpected [error] lines in any gateway's nginx error log.
+  setupFilesAfterEnv: ['<rootDir>/spec/support/jest-setup.js'],
 };

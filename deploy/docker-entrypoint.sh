@@ -21,8 +21,8 @@ set -eu
 
 BEAMLINE_HOME="${BEAMLINE_HOME:-/opt/beamline}"
 GATEWAY_PREFIX="${GATEWAY_PREFIX:-/var/run/beamline}"
-GATEWAY_RUNTIME="${GATEWAY_RUNTIME:-openresty}"
-NGINX_BIN="${NGINX_BIN:-/usr/local/openresty/nginx/sbin/nginx}"
+GATEWAY_RUNTIME="${GATEWAY_RUNTIME:-debian}"
+NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 NODE_BIN="${NODE_BIN:-node}"
 export NGINX_BIN
 

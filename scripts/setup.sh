@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # lua-check is luacheck, run over the compiled Lua by `make test`.
 # redis-server + lua-nginx-redis (lua-resty-redis, installed as `nginx.redis`): the optional
 # Redis rate-limit backend and its tests.
-PACKAGES=(nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache luajit2 lua-cjson
-          lua-busted lua-check nats-server redis-server lua-nginx-redis wrk curl ca-certificates openssl)
+# deploy/runtime-packages.txt: what the gateway itself runs on (the Docker image installs the
+# same list); then what the tests, benchmarks and the embedded stack need.
+mapfile -t RUNTIME < <(grep -Ev '^\s*(#|$)' deploy/runtime-packages.txt)
+PACKAGES=("${RUNTIME[@]}" luajit2 lua-busted lua-check nats-server redis-server wrk curl openssl)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()

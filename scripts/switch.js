@@ -200,7 +200,9 @@ async function doSwitch(o) {
   let live;
   try {
     live = JSON.parse(fs.readFileSync(liveFile, 'utf8'));
+    // What the renderer adds beside the validated config (not a setting of the file).
     delete live.version;
+    delete live.dns_hosts;
   } catch (err) {
     throw new Refusal(`cannot read the live config ${liveFile}: ${err.code || err.message}`);
   }

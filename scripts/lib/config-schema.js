@@ -19,6 +19,8 @@ const REDIS_URL = '^redis://(:[^@\\s]+@)?[^:/@\\s]+(:\\d{1,5})?(/\\d{1,4})?/?$';
 // The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
 // [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
 const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+// A name server: IPv4 or [IPv6], optional :port.
+const RESOLVER = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?$';
 const LEGACY_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?/?$`;
 
 // rate_limit.redis (v1, host an IP) and state.redis (host also a DNS name, REDIS_URL): one shape.
@@ -154,6 +156,27 @@ const schema = {
         },
       },
     },
+    // Host names in nats.servers (and every other peer the Lua side connects to) are resolved
+    // by nginx's own resolver, which reads neither /etc/hosts nor resolv.conf's `search`: the
+    // `resolver` directive is rendered from `resolvers` (empty: the name servers of
+    // `resolv_conf`), and names listed in `hosts_file` (localhost included) are looked up there
+    // first, when nginx starts or reloads.
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        resolvers: { type: 'array', maxItems: 16, default: [], items: { type: 'string', pattern: RESOLVER } },
+        resolv_conf: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: '/etc/resolv.conf' },
+        hosts_file: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: '/etc/hosts' },
+        // How long nginx caches an answer: a server that moves (a pod restarted elsewhere) is
+        // found again on the first reconnect after this.
+        valid_seconds: { type: 'integer', minimum: 1, maximum: 86400, default: 10 },
+        timeout_seconds: { type: 'integer', minimum: 1, maximum: 60, default: 2 },
+        // Also ask for AAAA records (off: IPv4 only, as most NATS and Redis deployments).
+        ipv6: { type: 'boolean', default: false },
+      },
+    },
     router: {
       type: 'object',
       additionalProperties: false,
@@ -218,8 +241,8 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        // No default here: the loader derives it (local, or redis from rate_limit.backend).
-        backend: { enum: ['local', 'redis'] },
+        // The loader sets it before the defaults apply (redis when the v1 rate_limit.backend is).
+        backend: { enum: ['local', 'redis'], default: 'local' },
         redis: redisSchema({ host: REDIS_HOST, timeout_ms: 50, key_prefix: 'beamline:', url: true }),
       },
     },
@@ -367,4 +390,4 @@ const schema = {
   },
 };
 
-module.exports = { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL };
+module.exports = { schema, RESOLVER, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL };

@@ -6,7 +6,8 @@ const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
 const Ajv = require('ajv');
-const { schema, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL } = require('./config-schema');
+const { dnsProblems } = require('./dns');
+const { schema, RESOLVER, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL } = require('./config-schema');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -51,6 +52,15 @@ const ENV_OVERRIDES = [
   { env: 'GATEWAY_STATE_BACKEND', path: ['state', 'backend'], parse: (s) => s.trim() },
   { env: 'REDIS_URL', path: ['state', 'redis', 'url'], parse: (s) => s.trim() },
   { env: 'REDIS_PASSWORD', path: ['state', 'redis', 'password'], parse: (s) => s },
+  {
+    env: 'GATEWAY_DNS_RESOLVERS',
+    path: ['dns', 'resolvers'],
+    parse: (s) =>
+      s
+        .split(/[\s,]+/)
+        .map((u) => u.trim())
+        .filter(Boolean),
+  },
   { env: 'LOG_LEVEL', path: ['log', 'level'], parse: (s) => s.trim().toLowerCase() },
   // Containers log to stdout/stderr instead of files.
   { env: 'GATEWAY_ACCESS_LOG', path: ['log', 'access_log'], parse: (s) => s.trim() },
@@ -102,6 +112,7 @@ const PATTERN_RULES = {
   [HEADER_NAME]: 'must be an HTTP header name',
   [TENANT_ID]: 'must be a tenant id: 1-128 characters of A-Z a-z 0-9 . _ : -',
   [SHA256_HEX]: 'must be the SHA-256 of the key as 64 hex characters',
+  [RESOLVER]: 'must be a name server address: IPv4 or [IPv6], optionally :port',
   [LEGACY_URL]: 'must be http://host[:port] (host: IPv4, [IPv6] or a DNS name; no path, credentials or spaces)',
   [schema.properties.state.properties.redis.properties.host.pattern]: 'must be an IPv4 address, [IPv6] address or DNS name',
   [schema.properties.rate_limit.properties.redis.properties.host.pattern]:
@@ -290,6 +301,7 @@ function loadConfig(opts = {}) {
     }
     if (raw.auth.enabled && raw.auth.api_keys.length === 0) problems.push('auth.api_keys: list at least one key when auth.enabled is true');
     problems.push(...migrationProblems(raw));
+    problems.push(...dnsProblems(raw));
     const owners = new Map();
     raw.auth.api_keys.forEach((k, i) => {
       const d = k.key_sha256.toLowerCase();

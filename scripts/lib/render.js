@@ -5,6 +5,7 @@ const fs = require('fs');
 const path = require('path');
 const Handlebars = require('handlebars');
 const { ROOT, parseLegacyUrl } = require('./config');
+const { dnsView } = require('./dns');
 
 const TEMPLATES = path.join(ROOT, 'templates');
 
@@ -48,6 +49,18 @@ const ROUTES = [
   { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', allow: GET_HEAD },
   { name: 'not_found', match: '/' },
 ];
+
+// routes.<key>.enabled: false leaves these nginx routes out of the config (they answer 404, as
+// any path of no route). The decision lookup belongs to routes.decide.
+const ROUTE_SWITCH = { decide: 'decide', decision_lookup: 'decide', messages: 'messages' };
+
+/** The routes of ROUTES this config serves. */
+function servedRoutes(config) {
+  return ROUTES.filter((r) => {
+    const key = ROUTE_SWITCH[r.name];
+    return key === undefined || config.routes[key].enabled;
+  });
+}
 
 /** A route's location match as a regex over the raw request URI (query string allowed). */
 function uriRegex(match) {
@@ -202,6 +215,8 @@ function render(config, opts = {}) {
     access_log: config.log.access_log === 'off' ? '' : logPath(config.log.access_log),
     config_json: path.join(prefix, 'gateway.json'),
   };
+  const dns = dnsView(config.dns);
+  const served = servedRoutes(config);
   const view = {
     ...config,
     runtime,
@@ -215,20 +230,23 @@ function render(config, opts = {}) {
     },
     migration: migrationView(config, prefix),
     // API routes capture their response body for the shadow comparison (body_filter).
-    routes: ROUTES.map((r) => ({
+    routes: served.map((r) => ({
       ...r,
       api: API_ROUTES.has(r.name),
       shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
     })),
     lua_ssl: luaSsl(config),
+    dns: dns,
     bench: opts.bench === true,
     // `error_page N =A` where the answer differs: without `=A` nginx keeps sending status N.
     // Route name and Allow by raw request URI, for what nginx answers before a location runs.
-    uri_routes: ROUTES.filter((r) => r.allow).map((r) => ({
-      regex: uriRegex(r.match),
-      name: r.name,
-      allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
-    })),
+    uri_routes: served
+      .filter((r) => r.allow)
+      .map((r) => ({
+        regex: uriRegex(r.match),
+        name: r.name,
+        allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
+      })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,
       answer: e.answer || e.status,
@@ -266,8 +284,10 @@ function render(config, opts = {}) {
     write(path.join('conf.d', t.replace(/\.hbs$/, '')), compile(path.join(TEMPLATES, 'conf.d', t))(view));
   }
   // The Lua side's copy of the config holds NATS credentials: owner-only.
-  write('gateway.json', JSON.stringify({ ...config, version: require(path.join(ROOT, 'package.json')).version }, null, 2), 0o600);
+  // dns_hosts: the hosts file's names, resolved here (nginx's resolver does not read it).
+  const luaConfig = { ...config, dns_hosts: dns.hosts, version: require(path.join(ROOT, 'package.json')).version };
+  write('gateway.json', JSON.stringify(luaConfig, null, 2), 0o600);
   return { prefix, nginxConf: path.join(prefix, 'nginx.conf'), files };
 }
 
-module.exports = { render, ROUTES, API_ROUTES, SHADOW_SOCKETS, NGINX_ERRORS, RUNTIMES, detectRuntime };
+module.exports = { render, servedRoutes, ROUTES, API_ROUTES, SHADOW_SOCKETS, NGINX_ERRORS, RUNTIMES, detectRuntime };

@@ -1,6 +1,6 @@
 'use strict';
 // The Dockerfile cannot be built here (no Docker engine), so its invariants are checked by
-// parsing it: multi-stage with the official OpenResty runtime last, a non-root user, the
+// parsing it: multi-stage with the tested Debian runtime last (docs/adr/0004), a non-root user, the
 // /healthz health check, graceful stop, the entrypoint's render --check → exec nginx, and the
 // paths the entrypoint uses are the ones the COPY instructions fill.
 const fs = require('fs');
@@ -64,14 +64,36 @@ function imageEnv() {
 }
 
 describe('Dockerfile', () => {
-  test('is multi-stage: node build stage(s), the official OpenResty runtime as the default (last) stage', () => {
+  test('is multi-stage: node build stage(s), the Debian runtime the tests run on as the default (last) stage', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(stages[0].base).toMatch(/^node:\d+/);
-    // pinned, never :latest
-    expect(runtime.base).toMatch(/^openresty\/openresty:\d+\.\d+\.\d+\.\d+-[a-z]+$/);
+    // the release the tests run on (Debian 12), never :latest
+    expect(runtime.base).toBe('debian:bookworm-slim');
+    expect(stages[0].base).toMatch(/-bookworm-slim$/);
     expect(runtime.name).toBe('runtime');
     const names = stages.map((s) => s.name).filter(Boolean);
     expect(new Set(names).size).toBe(names.length);
+  });
+
+  test('the runtime stage installs deploy/runtime-packages.txt, the list scripts/setup.sh installs for the tests', () => {
+    const list = fs
+      .readFileSync(path.join(ROOT, 'deploy', 'runtime-packages.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.trim().startsWith('#'));
+    expect(list).toEqual(expect.arrayContaining(['nginx', 'libnginx-mod-http-lua', 'lua-resty-core', 'lua-cjson', 'lua-nginx-redis']));
+    expect(copiedPaths(runtime).map((c) => c.source)).toContain('deploy/runtime-packages.txt');
+    const runs = all(runtime, 'RUN')
+      .map((r) => r.rest)
+      .join('\n');
+    expect(runs).toMatch(/grep -Ev[^\n]*\/tmp\/runtime-packages\.txt[\s\S]*xargs apt-get install -y --no-install-recommends/);
+    const setup = fs.readFileSync(path.join(ROOT, 'scripts', 'setup.sh'), 'utf8');
+    expect(setup).toMatch(/deploy\/runtime-packages\.txt/);
+    // and every one of them is what this machine runs the tests on
+    const { spawnSync } = require('child_process');
+    for (const p of list) {
+      const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' });
+      expect({ p, status: r.stdout }).toEqual({ p, status: 'install ok installed' });
+    }
   });
 
   test('COPY --from names an earlier stage; build-context sources exist and are not docker-ignored', () => {
@@ -151,7 +173,7 @@ describe('Dockerfile', () => {
     expect(config.server.user).toBeUndefined();
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'beamline-dockerfile-'));
     try {
-      render(config, { prefix, luaDir: '/opt/beamline/dist-lua', runtime: 'openresty' });
+      render(config, { prefix, luaDir: '/opt/beamline/dist-lua', runtime: 'debian' });
       expect(fs.readFileSync(path.join(prefix, 'nginx.conf'), 'utf8')).not.toMatch(/^\s*user\s/m);
     } finally {
       fs.rmSync(prefix, { recursive: true, force: true });
@@ -258,12 +280,12 @@ describe('Dockerfile', () => {
     // nothing is backgrounded, nothing runs after the exec
     expect(code).not.toMatch(/&\s*$/m);
     expect(code.slice(execAt).trim().split('\n')).toHaveLength(1);
-    // the build checks the same render on the real OpenResty (render.js --check)
+    // the build checks the same render on the image's own nginx (render.js --check)
     expect(
       all(runtime, 'RUN')
         .map((r) => r.rest)
         .join('\n'),
-    ).toMatch(/node scripts\/render\.js --runtime openresty --prefix \S+\s+--lua-dir \/opt\/beamline\/dist-lua --check/);
+    ).toMatch(/node scripts\/render\.js --runtime debian --prefix \S+\s+--lua-dir \/opt\/beamline\/dist-lua --check/);
   });
 
   test('paths in the entrypoint are the COPY destinations and the image ENV', () => {
@@ -272,7 +294,8 @@ describe('Dockerfile', () => {
       expect({ [k]: scriptDefault(k) }).toEqual({ [k]: vars[k] });
     }
     expect(workdirAt(runtime, last(runtime, 'USER'))).toBe(vars.BEAMLINE_HOME);
-    expect(vars.NGINX_BIN).toBe('/usr/local/openresty/nginx/sbin/nginx');
+    expect(vars.NGINX_BIN).toBe('/usr/sbin/nginx');
+    expect(vars.GATEWAY_RUNTIME).toBe('debian');
     // every $BEAMLINE_HOME/... the script uses is copied into the image
     const used = [...script.matchAll(/\$BEAMLINE_HOME\/([\w./-]+)/g)].map((m) => `${vars.BEAMLINE_HOME}/${m[1]}`);
     expect(used).toEqual(expect.arrayContaining([`${vars.BEAMLINE_HOME}/scripts/render.js`, `${vars.BEAMLINE_HOME}/dist-lua`]));

@@ -97,7 +97,16 @@ async function startEntrypoint(env, port) {
     },
   });
   const deadline = Date.now() + 30000;
-  while (!(await portOpen(port))) {
+  // Ready when the shell has exec'd nginx and the port accepts connections (the port alone could
+  // be another process's on a busy machine).
+  const isNginx = () => {
+    try {
+      return /^Name:\s+nginx$/m.test(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    } catch (e) {
+      return false;
+    }
+  };
+  while (!(isNginx() && (await portOpen(port)))) {
     if (exitInfo !== null || Date.now() > deadline) {
       await handle.stop();
       throw new Error(`entrypoint did not start (${JSON.stringify(exitInfo)}):\n${handle.tail()}`);

@@ -176,6 +176,7 @@ describe('traffic switch: split by tenant', () => {
       expect(e.status).toBe(400);
       expect(Object.keys(e.json).sort()).toEqual(['code', 'message', 'path', 'timestamp']);
       // the old gateway down: 502 in the contract's shape, not an HTML page
+      g.expectErrorLog(/connect\(\) failed \(111: Connection refused\) while connecting to upstream/);
       await l.stop();
       const down = await decide(g, 'acme');
       expect(down.status).toBe(502);

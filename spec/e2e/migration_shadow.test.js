@@ -9,6 +9,9 @@ const http = require('http');
 const crypto = require('crypto');
 const zlib = require('zlib');
 const { startGateway, request } = require('../support/gateway');
+
+// nginx's own line for an old gateway that is down (the tests that stop it on purpose).
+const UPSTREAM_DOWN = /connect\(\) failed \(111: Connection refused\) while connecting to upstream/;
 const { startNats, startRouter, stopAll } = require('../support/processes');
 const { startLegacy } = require('../support/legacy');
 const { send, sleep } = require('../support/load');
@@ -170,7 +173,7 @@ describe('shadow mode', () => {
       const l2 = await startLegacy();
       await l2.stop(); // a port nothing listens on
       // (the running gateway keeps its legacy; errors come from a gateway whose legacy is gone)
-      const g2 = await startGateway({ natsUrl: nats.url, configure: configure(l2.url, 100) });
+      const g2 = await startGateway({ natsUrl: nats.url, configure: configure(l2.url, 100), expectErrorLog: UPSTREAM_DOWN });
       try {
         await waitReady(g2);
         const b2 = await shadowCounts(g2);

@@ -48,7 +48,7 @@ function redisState(redis, keyPrefix, extra = {}) {
 /**
  * `count` gateway instances on one NATS and one Redis, sharing their state (one key prefix).
  * @param {{count?: number, natsUrl: string, redis: object, keyPrefix?: string, workers?: number,
- *   redisOptions?: object, configure?: (raw: object) => void}} o
+ *   redisOptions?: object, configure?: (raw: object) => void, expectErrorLog?: RegExp|RegExp[]}} o
  */
 async function startInstances(o) {
   const keyPrefix = o.keyPrefix || `t${process.pid}-${Date.now()}-${++instanceSets}:`;
@@ -59,6 +59,7 @@ async function startInstances(o) {
       await startGateway({
         natsUrl: o.natsUrl,
         workers: o.workers || 1,
+        expectErrorLog: o.expectErrorLog,
         configure: (raw) => {
           raw.state = redisState(o.redis, keyPrefix, o.redisOptions);
           if (o.configure) o.configure(raw);
@@ -145,4 +146,20 @@ async function spread(urls, { count, concurrency = 16, request, timeoutMs = 1000
   return results;
 }
 
-module.exports = { startRedis, redisState, startInstances, startCountingRouter, redisClient, idemKey, spread, REDIS_SERVER_BIN };
+/**
+ * nginx's own [error] line for a cosocket whose peer died mid-request (Redis killed under load):
+ * expected in the tests that kill Redis (spec/support/gateway.js's error-log rule).
+ */
+const PEER_RESET = /\[error\].*(recv|send|writev)\(\) failed \((104: Connection reset by peer|32: Broken pipe)\)/;
+
+module.exports = {
+  PEER_RESET,
+  startRedis,
+  redisState,
+  startInstances,
+  startCountingRouter,
+  redisClient,
+  idemKey,
+  spread,
+  REDIS_SERVER_BIN,
+};

@@ -13,6 +13,54 @@ const { startProcess, startNats, startRouter, tmpRoot, freePort } = require('./p
 
 let prefixSeq = 0;
 
+// The error-log rule (as APISIX's `no_error_log [error]`): after every test, each gateway's
+// error log must not have gained an [error], [crit], [alert] or [emerg] line, unless the test
+// declared it with gw.expectErrorLog(regex) (for this test) or startGateway({expectErrorLog})
+// (for the gateway's life). spec/support/jest-setup.js runs checkErrorLogs() after each test.
+const SEVERE = /\[(error|crit|alert|emerg)\]/;
+// nginx core writes some client faults at [error]: a body over client_max_body_size and broken
+// chunked framing. They say nothing about the gateway's health (the client got its 413/400), so
+// they never fail a test.
+const CLIENT_FAULTS = [/\[error\] .*client intended to send too large (chunked )?body/, /\[error\] .*client sent invalid chunked body/];
+const watched = new Set();
+
+function newSevereLines(gw) {
+  let text;
+  try {
+    const fd = fs.openSync(gw.errorLogPath, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size <= gw.logChecked) return [];
+      const buf = Buffer.alloc(size - gw.logChecked);
+      fs.readSync(fd, buf, 0, buf.length, gw.logChecked);
+      gw.logChecked = size;
+      text = buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    return [];
+  }
+  return text.split('\n').filter((l) => SEVERE.test(l));
+}
+
+/** Throws when a watched gateway's error log gained a severe line no test declared. */
+function checkErrorLogs() {
+  const problems = [];
+  for (const gw of watched) {
+    const allowed = [...CLIENT_FAULTS, ...gw.allowedLog, ...gw.allowedThisTest];
+    gw.allowedThisTest = [];
+    const lines = newSevereLines(gw).filter((l) => !allowed.some((re) => re.test(l)));
+    if (gw.stopped) watched.delete(gw);
+    if (lines.length) problems.push(`${gw.errorLogPath}:\n  ${lines.slice(0, 10).join('\n  ')}`);
+  }
+  if (problems.length) {
+    throw new Error(
+      `nginx error log gained unexpected [error]/[crit]/[alert]/[emerg] lines (declare expected ones with gw.expectErrorLog(re)):\n${problems.join('\n')}`,
+    );
+  }
+}
+
 /** PIDs of the processes that have `file` open (nginx masters and workers of one prefix). */
 function processesUsing(file) {
   const pids = [];
@@ -33,6 +81,7 @@ function processesUsing(file) {
  * @param {(raw: object) => void} [opts.configure]  edits the raw config before validation
  * @param {object} [opts.env]  environment overrides for loadConfig (default: none)
  * @param {number} [opts.workers]
+ * @param {RegExp|RegExp[]} [opts.expectErrorLog]  severe error-log lines this gateway may write at any time
  */
 async function startGateway(opts = {}) {
   compileLua();
@@ -55,6 +104,7 @@ async function startGateway(opts = {}) {
   // of this gateway that is left (found by its open error log inside this prefix).
   const stopMaster = proc.stop.bind(proc);
   proc.stop = async () => {
+    gw.stopped = true;
     await stopMaster();
     for (const pid of processesUsing(errorLog)) {
       try {
@@ -64,15 +114,24 @@ async function startGateway(opts = {}) {
       }
     }
   };
-  return Object.assign(proc, {
+  const gw = Object.assign(proc, {
     port,
     prefix,
     config,
     url: `http://127.0.0.1:${port}`,
+    errorLogPath: errorLog,
+    logChecked: 0,
+    stopped: false,
+    allowedLog: [].concat(opts.expectErrorLog || []),
+    allowedThisTest: [],
+    /** Declares severe error-log lines matching `re` as expected in the running test. */
+    expectErrorLog: (re) => gw.allowedThisTest.push(re),
     errorLog: () => (fs.existsSync(errorLog) ? fs.readFileSync(errorLog, 'utf8') : ''),
     reload: () => signal(prefix, 'reload'),
     quit: () => signal(prefix, 'quit'),
   });
+  watched.add(gw);
+  return gw;
 }
 
 /** nats-server + reference Router + gateway. */
@@ -196,4 +255,4 @@ function memKb(pid) {
   }
 }
 
-module.exports = { startGateway, startStack, request, waitReady, waitDecideOk, alive, rssKb, memKb };
+module.exports = { checkErrorLogs, startGateway, startStack, request, waitReady, waitDecideOk, alive, rssKb, memKb };

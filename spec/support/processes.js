@@ -303,6 +303,7 @@ process.on('exit', () => {
  * @param {string[]} [opts.routes]  route URLs (nats://127.0.0.1:<clusterPort>) of other nodes
  * @param {boolean|number} [opts.httpPort]  monitoring port on 127.0.0.1 (true = a free one)
  * @param {string} [opts.serverName]
+ * @param {string} [opts.host]  listen address (default 127.0.0.1; another 127.x address for DNS tests)
  * @param {boolean} [opts.debug]  -DV
  * @param {number} [opts.readyTimeoutMs]
  * @param {boolean} [opts.quiet]
@@ -310,7 +311,8 @@ process.on('exit', () => {
  */
 async function startNats(opts = {}) {
   const port = opts.port || (await freePort());
-  const args = ['-a', HOST, '-p', String(port)];
+  const host = opts.host || HOST;
+  const args = ['-a', host, '-p', String(port)];
   let configFile;
   if (opts.config !== undefined) {
     configFile = path.join(tmpRoot(), `nats-${port}.conf`);
@@ -338,11 +340,12 @@ async function startNats(opts = {}) {
     command: NATS_SERVER_BIN,
     args,
     readyPattern: /Server is ready/,
-    readyPort: port,
+    // (the port check connects to 127.0.0.1; on another loopback address the log line must do)
+    readyPort: host === HOST ? port : undefined,
     readyTimeoutMs: opts.readyTimeoutMs,
     quiet: opts.quiet,
   });
-  return Object.assign(h, { port, url: `nats://${HOST}:${port}`, clusterPort, httpPort, configFile });
+  return Object.assign(h, { port, host, url: `nats://${host}:${port}`, clusterPort, httpPort, configFile });
 }
 
 /**

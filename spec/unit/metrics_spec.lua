@@ -104,4 +104,33 @@ describe("beamline.metrics", function()
     assert.is_true(has(text, 'gateway_router_request_duration_seconds_count{route="decide"} 2'))
     assert.is_true(rawequal(m.request_key("decide", "POST", 200), m.request_key("decide", "POST", 200)))
   end)
+  it("counts and logs (once per 10 s) the updates a full dict refuses or evicts for (issue 18)", function()
+    stub.install({ method = "POST", var = { beamline_route = "decide" } })
+    local d = fake.new()
+    -- A full dict: a new key fails with "no memory"; an existing one is kept by evicting others.
+    local incr = d.incr
+    function d:incr(k, n, init, init_ttl)
+      if self.data[k] == nil then return nil, "no memory", false end
+      local v = incr(self, k, n, init, init_ttl)
+      return v, nil, true
+    end
+    ngx.shared = { beamline_metrics = d }
+    ngx.status = 200
+    ngx.req.start_time = function() return ngx.now() end
+    package.loaded["beamline.metrics"] = nil
+    local m = require("beamline.metrics")
+    m.log_request() -- 3 refused updates: the count and the 2 histogram slots
+    d.data["r|decide|POST|200"] = 5
+    m.log_request() -- the count is evicting, the histogram slots are refused
+    local full = 0
+    for _, l in ipairs(stub.logs) do
+      if l.msg:find("metrics dict beamline_metrics is full", 1, true) then full = full + 1 end
+    end
+    assert.equal(1, full) -- rate-limited: one line for all six
+    d.set = function(self, k, v) self.data[k] = v; return true end
+    package.loaded["beamline.nats.connection"].get_counters = function() return { sent = 0, received = 0, publish_failures = 0, reconnects = 0 } end
+    m.flush_worker()
+    local text = m.render(d.data)
+    assert.is_true(has(text, "gateway_metrics_updates_lost_total 6"), text)
+  end)
 end)

@@ -22,6 +22,7 @@ export interface NatsTlsConfig {
     key_file?: string;
     server_name?: string;
     verify: boolean;
+    verify_depth: number;
 }
 
 export interface NatsConfig {
@@ -40,6 +41,8 @@ export interface NatsConfig {
 
 /** state.redis (CONTRACT §13); REDIS_URL is parsed into these fields by the loader. */
 export interface RedisConfig {
+    /** REDIS_URL: never in the rendered config (the loader parses it into the fields below). */
+    url?: string;
     /** An IP address or a DNS name (names need nginx's `resolver`). */
     host: string;
     port: number;
@@ -58,10 +61,14 @@ export interface RedisConfig {
     retry_after_ms: number;
 }
 
-/** rate_limit: only the shared dict's size is read; `backend: redis` is an alias of state.backend. */
+/**
+ * rate_limit: only the shared dict's size is read by the Lua side; `backend: redis` (v1) is an
+ * alias of state.backend: redis, and its `redis` keys fill state.redis (scripts/lib/config.js).
+ */
 export interface RateLimitBackendConfig {
     backend: "shared_dict" | "redis";
     shared_dict_size_mb: number;
+    redis: Omit<RedisConfig, "url">;
 }
 
 /** Where rate-limit counts, Idempotency-Key records and stored decisions live (§13). */
@@ -123,10 +130,47 @@ export interface MigrationConfig {
     shadow: ShadowConfig;
 }
 
+/** nginx's listener, workers and client timeouts (rendered into nginx.conf). */
+export interface ServerConfig {
+    listen: string;
+    port: number;
+    workers: number | "auto";
+    worker_connections: number;
+    user?: string;
+    keepalive_timeout_seconds: number;
+    client_header_timeout_seconds: number;
+    client_body_timeout_seconds: number;
+    send_timeout_seconds: number;
+    worker_shutdown_timeout_seconds: number;
+    max_connections_per_client: number;
+    conn_limit_zone_size_mb: number;
+}
+
+export interface LogConfig {
+    level: "debug" | "info" | "notice" | "warn" | "error" | "crit";
+    access_log: string;
+    access_log_buffer_kb: number;
+    access_log_flush_ms: number;
+    error_log: string;
+}
+
+/** Name resolution of cosocket peers (scripts/lib/dns.js renders the resolver from it). */
+export interface DnsConfig {
+    resolvers: string[];
+    resolv_conf: string;
+    hosts_file: string;
+    valid_seconds: number;
+    timeout_seconds: number;
+    ipv6: boolean;
+}
+
 export interface GatewayConfig {
     version: string;
-    server: { listen: string; port: number; workers: number | "auto" };
-    log: { level: string };
+    /** The hosts file's names resolved at render time: name (lower case) → address. */
+    dns_hosts: { [name: string]: string };
+    dns: DnsConfig;
+    server: ServerConfig;
+    log: LogConfig;
     nats: NatsConfig;
     router: { decide_subject: string; request_timeout_ms: number };
     limits: { body_bytes: number };

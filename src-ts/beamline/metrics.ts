@@ -57,6 +57,7 @@ export const NATS_PUBLISH_FAILURES = "gateway_nats_publish_failures_total";
 export const TRAFFIC_REQUESTS = "gateway_traffic_requests_total";
 export const SHADOW_COMPARISONS = "gateway_shadow_comparisons_total";
 export const SHADOW_DROPPED = "gateway_shadow_dropped_total";
+export const METRICS_UPDATES_LOST = "gateway_metrics_updates_lost_total";
 
 interface Family {
     name: string;
@@ -113,6 +114,13 @@ export const FAMILIES: Family[] = [
         plain: false,
     },
     { name: IDEMPOTENCY_REPLAYS, type: "counter", id: "ir", help: "Responses replayed for a repeated Idempotency-Key.", plain: true },
+    {
+        name: METRICS_UPDATES_LOST,
+        type: "counter",
+        id: "ml",
+        help: "Metric updates that failed or evicted older series because the beamline_metrics dict was full (raise metrics.size_mb).",
+        plain: true,
+    },
     { name: NATS_STATUS, type: "gauge", id: "nu", help: "Workers whose NATS connection is up.", plain: true },
     {
         name: NATS_IN_FLIGHT,
@@ -265,10 +273,42 @@ function hist_route_keys(id: string, route: string): string[] {
     return ks;
 }
 
+// A full dict makes `incr` fail (a series vanishes) or evict the least recently used series
+// (`forcible`: a counter goes backwards). Neither may pass silently: each is counted per worker
+// (gateway_metrics_updates_lost_total, flushed with the NATS counters) and logged at most once
+// per LOST_LOG_SECONDS per worker.
+const LOST_LOG_SECONDS = 10;
+let updates_lost = 0;
+let lost_logged_at = -LOST_LOG_SECONDS;
+
+function lost_update(err: string | undefined): void {
+    updates_lost += 1;
+    const now = ngx.now();
+    if (now - lost_logged_at >= LOST_LOG_SECONDS) {
+        lost_logged_at = now;
+        ngx.log(
+            ngx.ERR,
+            "beamline: the metrics dict ",
+            DICT,
+            " is full (",
+            err !== undefined ? err : "older series evicted",
+            "); ",
+            updates_lost,
+            " updates lost or evicting in this worker so far: raise metrics.size_mb",
+        );
+    }
+}
+
+/** `d.incr(key, n, 0)` that counts a failed or evicting update. */
+function bump(d: NgxSharedDict, key: string, n: number): void {
+    const [v, err, forcible] = d.incr(key, n, 0);
+    if (v === undefined || forcible === true) lost_update(err);
+}
+
 function observe(d: NgxSharedDict, id: string, route: string, value: number): void {
     const ks = hist_route_keys(id, route);
-    d.incr(ks[bucket_index(value)], 1, 0);
-    d.incr(ks[NB + 1], value, 0);
+    bump(d, ks[bucket_index(value)], 1);
+    bump(d, ks[NB + 1], value);
 }
 
 /** `c|<family id>|<value>`, cached. */
@@ -288,7 +328,7 @@ function labelled_key(id: string, value: string): string {
 
 function add(key: string, n: number): void {
     const d = get_dict();
-    if (d !== undefined) d.incr(key, n, 0);
+    if (d !== undefined) bump(d, key, n);
 }
 
 /**
@@ -310,7 +350,7 @@ export function log_request(): void {
     }
     if (route === undefined || route === "") route = "none";
     const status = ngx.status;
-    d.incr(request_key(route, method_label(method), status), 1, 0);
+    bump(d, request_key(route, method_label(method), status), 1);
     let dur = ngx.now() - ngx.req.start_time();
     if (dur < 0) dur = 0;
     observe(d, "d", route, dur);
@@ -319,7 +359,7 @@ export function log_request(): void {
         const t = tonum(rt);
         if (t !== undefined) observe(d, "R", route, t);
         const code = v["beamline_router_code"];
-        d.incr(labelled_key("rr", code_label(code !== undefined ? code : "")), 1, 0);
+        bump(d, labelled_key("rr", code_label(code !== undefined ? code : "")), 1);
     }
 }
 
@@ -364,7 +404,7 @@ let last_failures = 0;
 let last_reconnects = 0;
 
 function delta(d: NgxSharedDict, key: string, now: number, last: number): number {
-    if (now > last) d.incr(key, now - last, 0);
+    if (now > last) bump(d, key, now - last);
     // A smaller value means the counters were reset (not expected); start over from it.
     return now;
 }
@@ -381,6 +421,8 @@ export function flush_worker(): void {
     const id = ngx.worker.id();
     d.set("g|" + ID[NATS_STATUS] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.is_connected() ? 1 : 0, 5);
     d.set("g|" + ID[NATS_IN_FLIGHT] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), connection.status().in_flight, 5);
+    // This worker's lost updates so far (a per-worker total, summed when rendered).
+    if (updates_lost > 0) d.set("g|" + ID[METRICS_UPDATES_LOST] + "|" + tostr(id !== undefined ? id : ngx.worker.pid()), updates_lost, 5);
 }
 
 /** ngx.timer.every callback. */
@@ -483,7 +525,8 @@ export function render(entries: { [key: string]: number }): string {
         } else if (f.type === "gauge") {
             out.push(f.name + " " + format_value(gauges[f.name] ?? 0));
         } else if (f.plain) {
-            out.push(f.name + " " + format_value(plain[f.name] ?? 0));
+            // A plain counter is a `p|` entry, or per-worker `g|` totals (summed above).
+            out.push(f.name + " " + format_value(plain[f.name] ?? gauges[f.name] ?? 0));
         } else {
             const list = series[f.name];
             if (list !== undefined) {

@@ -8,6 +8,7 @@ import * as api from "./handlers/api";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
+import * as dns from "./dns";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
@@ -67,6 +68,7 @@ export function init(configPath: string): void {
     const [tok, terr] = connection.load_client_cert(cfg.nats.tls);
     if (tok === undefined) error("beamline: " + terr, 0);
     // Lookup tables built once here are inherited by every worker.
+    dns.configure(cfg.dns_hosts);
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);

@@ -35,6 +35,33 @@ export interface DecideHeaders {
     request_id?: string;
     traceparent?: string;
     tracestate?: string;
+    /**
+     * Ids generated for this request where the client sent none, minted on first use and kept
+     * here, so every error context, header, log line and NATS header of one request carries the
+     * same ids however often they are asked for (one DecideHeaders per request).
+     */
+    generated_request_id?: string;
+    generated_trace_id?: string;
+}
+
+/** This request's generated request id (the same one on every call for `hdr`). */
+export function generated_request_id(hdr: DecideHeaders): string {
+    let id = hdr.generated_request_id;
+    if (id === undefined) {
+        id = uuid4();
+        hdr.generated_request_id = id;
+    }
+    return id;
+}
+
+/** This request's generated trace id (the same one on every call for `hdr`). */
+export function generated_trace_id(hdr: DecideHeaders): string {
+    let id = hdr.generated_trace_id;
+    if (id === undefined) {
+        id = new_trace_id();
+        hdr.generated_trace_id = id;
+    }
+    return id;
 }
 
 export interface DecideErrorContext {
@@ -149,8 +176,8 @@ function error_context(body: unknown, hdr: DecideHeaders, fresh_trace: boolean):
         request = hdr.request_id;
     }
     return {
-        request_id: request !== undefined ? request : uuid4(),
-        trace_id: trace !== undefined ? trace : new_trace_id(),
+        request_id: request !== undefined ? request : generated_request_id(hdr),
+        trace_id: trace !== undefined ? trace : generated_trace_id(hdr),
         tenant_id: tenant !== undefined ? tenant : "",
     };
 }
@@ -242,7 +269,8 @@ function finish(
     body_request_id: string | undefined,
     body_trace_id: string | undefined,
 ): NormalizedDecide {
-    n.request_id = body_request_id !== undefined ? body_request_id : hdr.request_id !== undefined ? hdr.request_id : uuid4();
+    n.request_id =
+        body_request_id !== undefined ? body_request_id : hdr.request_id !== undefined ? hdr.request_id : generated_request_id(hdr);
     const tp_trace = parse_traceparent(hdr.traceparent);
     let trace = normalize_trace_id(hdr.trace_id);
     if (trace === undefined) {
@@ -251,7 +279,7 @@ function finish(
     if (trace === undefined) {
         trace = tp_trace;
     }
-    n.trace_id = trace !== undefined ? trace : new_trace_id();
+    n.trace_id = trace !== undefined ? trace : generated_trace_id(hdr);
     if (tp_trace !== undefined) {
         n.traceparent = hdr.traceparent;
         if (valid_tracestate(hdr.tracestate)) {

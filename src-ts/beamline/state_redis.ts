@@ -33,6 +33,7 @@
 import type { RedisConfig } from "./config";
 import * as config from "./config";
 import * as metrics from "./metrics";
+import * as dns from "./dns";
 
 type Reply = string | number | NgxNull | false | undefined;
 
@@ -204,7 +205,7 @@ function connect(c: RedisConfig): LuaMultiReturn<[RedisClient, number] | [undefi
         pool_for = c;
     }
     red.set_timeout(c.timeout_ms);
-    const [ok, cerr] = red.connect(c.host, c.port, pool_opts);
+    const [ok, cerr] = red.connect(dns.peer_address(c.host), c.port, pool_opts);
     if (ok === undefined) return $multi(undefined, "connect: " + cerr);
     const [reused] = red.get_reused_times();
     if (reused === 0 || reused === undefined) {

@@ -13,6 +13,7 @@
  */
 import * as protocol from "./protocol";
 import * as libcrypto from "../crypto";
+import * as dns from "../dns";
 import type { Frame, HeaderMap, HeaderList, Parser } from "./protocol";
 
 const ssub = string.sub;
@@ -658,7 +659,8 @@ function handshake(srv: Server): LuaMultiReturn<[Session, undefined] | [undefine
         cfg.send_timeout_ms !== undefined ? cfg.send_timeout_ms : 5000,
         cfg.poll_ms !== undefined ? cfg.poll_ms : 1000,
     );
-    const [ok, cerr] = sock.connect(srv.host, srv.port);
+    // A name of the hosts file is connected by address; any other name goes to nginx's resolver.
+    const [ok, cerr] = sock.connect(dns.peer_address(srv.host), srv.port);
     if (ok === undefined) return $multi(undefined, "connect: " + cerr);
     sock.setoption("tcp-nodelay", true);
     const sess: Session = {
