@@ -793,6 +793,8 @@ async function stateMode(stack, o) {
   const Redis = require('ioredis');
   const redis = await startRedis();
   const client = new Redis({ host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: 1 });
+  // After an interrupt the stack (Redis with it) stops before this client: no error spam.
+  client.on('error', () => {});
   try {
     const rstack = {
       ...stack,
