@@ -19,6 +19,8 @@ const fs = require('fs');
 const { connect, Events, DebugEvents } = require('nats');
 
 const DEFAULT_SUBJECT = 'beamline.router.v1.decide';
+/** The admin subjects (CONTRACT §12) are `<prefix>.<operation>`. */
+const DEFAULT_ADMIN_PREFIX = 'beamline.router.v1.admin';
 const DEFAULT_QUEUE = 'beamline-router';
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -314,6 +316,42 @@ function requestMode(req) {
   return null;
 }
 
+/**
+ * A mode split into `name` and `arg` (`error:<code>` → error, <code>), with `reply`: the reply of
+ * the modes decide and the admin operations answer alike (`error:<code>`,
+ * `error_no_details:<code>`, `non_json`, `empty`, `malformed_error`), undefined for the others.
+ */
+function commonMode(mode, ctx) {
+  const colon = mode.indexOf(':');
+  const name = colon === -1 ? mode : mode.slice(0, colon);
+  const arg = colon === -1 ? '' : mode.slice(colon + 1);
+  return { name, arg, reply: commonModeReply(name, arg, mode, ctx) };
+}
+
+function commonModeReply(name, arg, mode, ctx) {
+  switch (name) {
+    case 'error': {
+      const code = arg || 'internal';
+      return errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
+        details: { router_mode: mode },
+        intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
+      });
+    }
+    case 'error_no_details': {
+      const code = arg || 'internal';
+      return errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { omitOptional: true });
+    }
+    case 'non_json':
+      return NON_JSON_REPLY;
+    case 'empty':
+      return EMPTY_REPLY;
+    case 'malformed_error':
+      return Buffer.from(JSON.stringify({ ok: false, error: 'decision_failed: error is not an object', context: ctx }));
+    default:
+      return undefined;
+  }
+}
+
 /** Every mode name (the part before ':'), for `--mode` validation and the docs. */
 const MODE_NAMES = Object.freeze([
   'normal',
@@ -403,28 +441,12 @@ function createHandler(cfg) {
       respond(FAST_REPLY);
       return;
     }
-    const colon = mode.indexOf(':');
-    const name = colon === -1 ? mode : mode.slice(0, colon);
-    const arg = colon === -1 ? '' : mode.slice(colon + 1);
     const ctx = replyContext(req, correlationHeaders(headers));
+    const { name, arg, reply: common } = commonMode(mode, ctx);
+    if (common !== undefined) return respond(common);
     switch (name) {
       case 'silence':
         return; // never answer
-      case 'error': {
-        const code = arg || 'internal';
-        respond(
-          errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, {
-            details: { router_mode: mode },
-            intake: code === 'invalid_request' ? 'SCHEMA_VALIDATION_FAILED' : null,
-          }),
-        );
-        return;
-      }
-      case 'error_no_details': {
-        const code = arg || 'internal';
-        respond(errorReply(code, ERROR_MESSAGES[code] || `Router error: ${code}`, ctx, { omitOptional: true }));
-        return;
-      }
       case 'intake': {
         const intake = arg || 'SCHEMA_VALIDATION_FAILED';
         respond(
@@ -450,12 +472,6 @@ function createHandler(cfg) {
         setTimeout(() => respond(reply), ms);
         return;
       }
-      case 'non_json':
-        respond(NON_JSON_REPLY);
-        return;
-      case 'empty':
-        respond(EMPTY_REPLY);
-        return;
       case 'no_ok':
         respond(Buffer.from(JSON.stringify({ decision: { provider_id: 'openai' }, context: ctx })));
         return;
@@ -464,9 +480,6 @@ function createHandler(cfg) {
         return;
       case 'json_array':
         respond(Buffer.from(JSON.stringify([{ ok: true }])));
-        return;
-      case 'malformed_error':
-        respond(Buffer.from(JSON.stringify({ ok: false, error: 'decision_failed: error is not an object', context: ctx })));
         return;
       case 'echo':
         respond(
@@ -498,6 +511,169 @@ function createHandler(cfg) {
             intake: 'SCHEMA_VALIDATION_FAILED',
           }),
         );
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin subjects (CONTRACT §12)
+// ---------------------------------------------------------------------------------------------
+
+/** The admin operations the reference Router answers (`<admin prefix>.<operation>`). */
+const ADMIN_OPERATIONS = Object.freeze([
+  'get_extension_health',
+  'get_circuit_breaker_states',
+  'dry_run_pipeline',
+  'get_pipeline_complexity',
+]);
+
+/** The extensions the reference Router pretends to run (for health and circuit breakers). */
+const EXTENSIONS = Object.freeze([
+  { id: 'pii-validator', type: 'validator', status: 'healthy', success_rate: 0.998, p95_latency_ms: 12, state: 'closed', failures: 0 },
+  { id: 'cost-estimator', type: 'pre_processor', status: 'healthy', success_rate: 1, p95_latency_ms: 4, state: 'closed', failures: 0 },
+  { id: 'audit-log', type: 'post_processor', status: 'degraded', success_rate: 0.91, p95_latency_ms: 140, state: 'half_open', failures: 3 },
+]);
+
+/**
+ * The mode of an admin request: `metadata.router_mode` / `context.router_mode` of the body (a
+ * dry run), else the tenant when it is `router_mode:<mode>` (GET routes have no body, and the
+ * gateway sends the tenant as the NATS header `tenant_id`). Same modes as decide.
+ */
+function adminMode(req, hdrs) {
+  const m = requestMode(req);
+  if (m) return m;
+  const t = hdrs && hdrs.get('tenant_id');
+  return t && t.startsWith('router_mode:') ? t.slice('router_mode:'.length) : null;
+}
+
+/**
+ * Creates the admin handler: plausible documents for the four operations and, per request, the
+ * decide modes (error:<code>, delay:<ms>, silence, non_json, empty, malformed_error, echo…).
+ * @param {{ policies: ReturnType<typeof compilePolicies>, prefix: string }} cfg
+ */
+function createAdminHandler(cfg) {
+  const { policies } = cfg;
+  const now = () => new Date().toISOString();
+
+  function policyOr404(id, ctx) {
+    const policy = policies.policies.get(id);
+    if (policy) return { policy };
+    return { reply: errorReply('policy_not_found', `Policy not found: ${id}`, ctx, { details: { policy_id: id } }) };
+  }
+
+  /** The document of an operation (a Buffer), or an ok:false reply. */
+  function answer(op, req, ctx, hdrs) {
+    switch (op) {
+      case 'get_extension_health':
+        return {
+          extensions: EXTENSIONS.map((e) => ({
+            id: e.id,
+            type: e.type,
+            status: e.status,
+            success_rate: e.success_rate,
+            p95_latency_ms: e.p95_latency_ms,
+            last_check: now(),
+          })),
+          checked_at: now(),
+        };
+      case 'get_circuit_breaker_states':
+        return {
+          circuit_breakers: EXTENSIONS.map((e) => ({
+            extension_id: e.id,
+            state: e.state,
+            failure_count: e.failures,
+            failure_threshold: 5,
+            open_timeout_ms: 30000,
+          })),
+          checked_at: now(),
+        };
+      case 'dry_run_pipeline': {
+        if (!req || typeof req !== 'object' || Array.isArray(req)) {
+          return errorReply('invalid_request', 'Dry-run request must be a JSON object', ctx, { details: { field: '' } });
+        }
+        if (req.policy_id !== undefined && typeof req.policy_id !== 'string') {
+          return errorReply('invalid_request', 'policy_id must be a string', ctx, { details: { field: 'policy_id' } });
+        }
+        const id = req.policy_id || policies.defaultPolicy;
+        const { policy, reply } = policyOr404(id, ctx);
+        if (reply) return reply;
+        const c = req.context;
+        const userId = c && typeof c === 'object' && typeof c.user_id === 'string' ? c.user_id : undefined;
+        const { provider, reason } = choose(policy, userId);
+        return {
+          dry_run: true,
+          policy_id: policy.id,
+          steps: [
+            ...EXTENSIONS.filter((e) => e.type !== 'post_processor').map((e) => ({ extension_id: e.id, type: e.type, outcome: 'passed' })),
+            { step: 'provider_selection', outcome: 'selected', provider_id: provider.id, reason },
+          ],
+          decision: {
+            provider_id: provider.id,
+            reason,
+            priority: provider.priority,
+            expected_latency_ms: provider.expected_latency_ms,
+            expected_cost: provider.expected_cost,
+          },
+        };
+      }
+      case 'get_pipeline_complexity': {
+        const id = req && typeof req.policy_id === 'string' ? req.policy_id : '';
+        const tenant = req && typeof req.tenant_id === 'string' ? req.tenant_id : hdrs && hdrs.get('tenant_id');
+        const { policy, reply } = policyOr404(id, ctx);
+        if (reply) return reply;
+        const score = policy.providers.length * 2 + EXTENSIONS.length;
+        return {
+          tenant_id: tenant,
+          policy_id: policy.id,
+          complexity: {
+            providers: policy.providers.length,
+            extensions: EXTENSIONS.length,
+            sticky: policy.sticky,
+            score,
+            level: score <= 6 ? 'low' : score <= 10 ? 'medium' : 'high',
+          },
+        };
+      }
+      default:
+        return errorReply('invalid_request', `Unknown admin operation: ${op}`, ctx, { details: { field: 'subject' } });
+    }
+  }
+
+  const encode = (doc) => (Buffer.isBuffer(doc) ? doc : Buffer.from(JSON.stringify(doc)));
+
+  return function handleAdmin(data, headers, meta, respond) {
+    const op = meta.subject.slice(cfg.prefix.length + 1);
+    const ctx = replyContext(null, correlationHeaders(headers));
+    let req;
+    try {
+      req = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+    } catch (e) {
+      respond(errorReply('invalid_request', 'Request body is not valid JSON', ctx, { details: { field: '' } }));
+      return;
+    }
+    const mode = adminMode(req, headers);
+    if (mode === null || mode === 'normal') {
+      respond(encode(answer(op, req, ctx, headers)));
+      return;
+    }
+    const { name, arg, reply: common } = commonMode(mode, ctx);
+    if (common !== undefined) return respond(common);
+    switch (name) {
+      case 'silence':
+        return;
+      case 'delay': {
+        const reply = encode(answer(op, req, ctx, headers));
+        setTimeout(() => respond(reply), Number(arg) >= 0 ? Number(arg) : 0);
+        return;
+      }
+      case 'json_array':
+        respond(Buffer.from(JSON.stringify([{ id: 'pii-validator' }])));
+        return;
+      case 'echo':
+        respond(encode({ request: req, headers: headersToObject(headers), subject: meta.subject }));
+        return;
+      default:
+        respond(errorReply('invalid_request', `Unknown router_mode: ${mode}`, ctx, { details: { router_mode: mode } }));
     }
   };
 }
@@ -623,14 +799,32 @@ async function startRouter(opts = {}) {
       });
     }
   }
+  // The admin operations (§12), on every style: they are not on the benchmark's hot path.
+  const adminPrefix = opts.adminPrefix || DEFAULT_ADMIN_PREFIX;
+  const handleAdmin = createAdminHandler({ policies, prefix: adminPrefix });
+  const adminSub = nc.subscribe(`${adminPrefix}.*`, {
+    ...subOpts,
+    callback: (err, m) => {
+      if (err) return;
+      try {
+        handleAdmin(m.data, m.headers, { subject: m.subject, reply: m.reply }, (buf) => m.respond(buf));
+      } catch (e) {
+        logError(`reference router: admin handler failed: ${e && e.stack ? e.stack : e}`);
+        m.respond(errorReply('internal', 'Reference router handler failed', { request_id: null }, { details: {} }));
+      }
+    },
+  });
   await nc.flush();
   const server = nc.getServer();
   log(`reference router listening on ${subject} via ${server}`);
+  log(`reference router answering the admin operations on ${adminPrefix}.* (${ADMIN_OPERATIONS.join(', ')})`);
 
   let closing = null;
   return {
     nc,
     subject,
+    adminPrefix,
+    adminSub,
     server,
     closed: nc.closed(),
     close() {
@@ -656,6 +850,7 @@ async function startRouter(opts = {}) {
 const USAGE = `usage: node router/reference-router.js [options]
   --nats URL[,URL...]   NATS server(s)              (env NATS_URL, default ${DEFAULT_NATS_URL})
   --subject SUBJECT     decide subject              (env ROUTER_DECIDE_SUBJECT, default ${DEFAULT_SUBJECT})
+  --admin-prefix P      admin subjects P.<operation> (default ${DEFAULT_ADMIN_PREFIX}): ${ADMIN_OPERATIONS.join(', ')}
   --queue NAME          queue group, '' for none    (default ${DEFAULT_QUEUE})
   --policies FILE       policies JSON (default: built-in default/cost-optimized/openai-only)
   --mode MODE           default mode for requests without metadata.router_mode / context.router_mode
@@ -676,6 +871,7 @@ function parseArgs(argv) {
   const takesValue = {
     '--nats': 'servers',
     '--subject': 'subject',
+    '--admin-prefix': 'adminPrefix',
     '--queue': 'queue',
     '--policies': 'policies',
     '--mode': 'mode',
@@ -755,11 +951,14 @@ async function main() {
 module.exports = {
   startRouter,
   createHandler,
+  createAdminHandler,
   compilePolicies,
   parseArgs,
   fnv1a32,
   DEFAULT_POLICIES,
   DEFAULT_SUBJECT,
+  DEFAULT_ADMIN_PREFIX,
+  ADMIN_OPERATIONS,
   DEFAULT_QUEUE,
   ERROR_MESSAGES,
   INTAKE_ERROR_CODES,

@@ -18,6 +18,7 @@ async function main() {
   try {
     const stack = await startLocalStack({ prefix: args.prefix, supervisor });
     say(`try: curl -s ${stack.url}/healthz`);
+    say(`     curl -s -H 'X-Tenant-ID: demo' ${stack.url}/api/v1/extensions/health`);
     say(`logs: ${stack.prefix}/logs/ — Ctrl-C stops everything`);
   } catch (err) {
     process.stderr.write(`[run] ${err.message}\n`);

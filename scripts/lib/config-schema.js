@@ -16,12 +16,54 @@ const SHA256_HEX = '^[0-9a-fA-F]{64}$';
 const REDIS_HOST =
   '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$';
 const REDIS_URL = '^redis://(:[^@\\s]+@)?[^:/@\\s]+(:\\d{1,5})?(/\\d{1,4})?/?$';
+// A client network for nginx's geo module: an IPv4 or IPv6 address with an optional /prefix.
+const CIDR = '^(\\d{1,3}(\\.\\d{1,3}){3}(/\\d{1,2})?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/\\d{1,3})?)$';
+const cidrList = { type: 'array', maxItems: 1000, uniqueItems: true, default: [], items: { type: 'string', pattern: CIDR, maxLength: 64 } };
 // The old gateway's URL (migration.legacy_url): http://host[:port], host an IPv4 address, an
 // [IPv6] address or a DNS name; nothing else (no path, credentials, spaces or nginx syntax).
 const HOST_LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 // A name server: IPv4 or [IPv6], optional :port.
 const RESOLVER = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?$';
 const LEGACY_URL = `^http://(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]|${HOST_LABEL}(\\.${HOST_LABEL})*)(:\\d{1,5})?/?$`;
+// A NATS subject for request/reply: dot-separated tokens of A-Z a-z 0-9 _ - (no wildcards,
+// no empty token, no whitespace).
+const NATS_SUBJECT = '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$';
+// A configured NATS route's path: /-separated segments, each a literal of URL-safe characters or
+// a `{name}` parameter (lower-case name); more rules (unique names, collisions) in config.js.
+const NATS_ROUTE_PATH = '^(/([A-Za-z0-9._~-]+|\\{[a-z][a-z0-9_]{0,31}\\}))+$';
+const ROUTE_NAME = '^[a-z][a-z0-9_]{0,63}$';
+
+// The Router admin routes of CONTRACT §12 (C-GW parity): the default entries of `nats_routes`.
+const ADMIN_ROUTES = [
+  {
+    name: 'admin_extension_health',
+    method: 'GET',
+    path: '/api/v1/extensions/health',
+    subject: 'beamline.router.v1.admin.get_extension_health',
+    body: 'empty',
+  },
+  {
+    name: 'admin_circuit_breakers',
+    method: 'GET',
+    path: '/api/v1/extensions/circuit-breakers',
+    subject: 'beamline.router.v1.admin.get_circuit_breaker_states',
+    body: 'empty',
+  },
+  {
+    name: 'admin_policy_dry_run',
+    method: 'POST',
+    path: '/api/v1/policies/dry-run',
+    subject: 'beamline.router.v1.admin.dry_run_pipeline',
+    body: 'forward',
+  },
+  {
+    name: 'admin_policy_complexity',
+    method: 'GET',
+    path: '/api/v1/policies/{tenant_id}/{policy_id}/complexity',
+    subject: 'beamline.router.v1.admin.get_pipeline_complexity',
+    body: 'path_params',
+  },
+];
 
 // rate_limit.redis (v1, host an IP) and state.redis (host also a DNS name, REDIS_URL): one shape.
 const IP_HOST = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\])$';
@@ -109,7 +151,10 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        level: { enum: ['debug', 'info', 'notice', 'warn', 'error', 'crit'], default: 'info' },
+        // nginx writes request headers (API keys included) into its own lines at info and debug
+        // (e.g. "client sent duplicate header line"): notice is the lowest level that never
+        // does; the gateway warns at start when info or debug is set (docs/SECURITY.md).
+        level: { enum: ['debug', 'info', 'notice', 'warn', 'error', 'crit'], default: 'notice' },
         // Access log destination: a path (relative to the runtime prefix), "stdout", or "off".
         access_log: { type: 'string', pattern: NGINX_SAFE, minLength: 1, maxLength: 512, default: 'logs/access.log' },
         // 0: one write(2) per request. N > 0: nginx buffers N KiB of lines per worker and writes
@@ -184,11 +229,46 @@ const schema = {
       properties: {
         decide_subject: {
           type: 'string',
-          pattern: '^[A-Za-z0-9_\\-]+(\\.[A-Za-z0-9_\\-]+)*$',
+          pattern: NATS_SUBJECT,
           maxLength: 256,
           default: 'beamline.router.v1.decide',
         },
         request_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 5000 },
+        // Timeout of the nats_routes (the admin routes of §12) without their own timeout_ms;
+        // absent: request_timeout_ms.
+        admin_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000 },
+      },
+    },
+    // HTTP → NATS request/reply routes (CONTRACT §12), one generic handler
+    // (src-ts/beamline/handlers/nats_route.ts). Giving the list replaces the default (the four
+    // Router admin routes): list them too to keep them. Collisions with other routes, duplicate
+    // names and path parameters are checked in scripts/lib/config.js.
+    nats_routes: {
+      type: 'array',
+      maxItems: 256,
+      default: ADMIN_ROUTES,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'method', 'path', 'subject'],
+        properties: {
+          // The route's name: metrics label, access-log route, error log.
+          name: { type: 'string', pattern: ROUTE_NAME },
+          method: { enum: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] },
+          // e.g. /api/v1/policies/{tenant_id}/{policy_id}/complexity; a segment named tenant_id
+          // must equal X-Tenant-ID (else 403).
+          path: { type: 'string', maxLength: 512, pattern: NATS_ROUTE_PATH },
+          subject: { type: 'string', maxLength: 256, pattern: NATS_SUBJECT },
+          // empty: {}; forward: the client's JSON object (415/413/400 rules of §2, §5);
+          // path_params: {"<name>":"<segment>",…}.
+          body: { enum: ['empty', 'forward', 'path_params'], default: 'empty' },
+          // Router timeout of this route; absent: router.admin_timeout_ms, else request_timeout_ms.
+          timeout_ms: { type: 'integer', minimum: 1, maximum: 600000 },
+          // The routes.<name> whose rate limit counts this route's requests (per tenant).
+          rate_limit_route: { type: 'string', pattern: ROUTE_NAME, default: 'admin' },
+          // With auth.enabled: only keys with `admin: true` may call it (else 403).
+          admin: { type: 'boolean', default: true },
+        },
       },
     },
     limits: {
@@ -206,6 +286,8 @@ const schema = {
       properties: {
         decide: route(50),
         messages: route(100),
+        // The Router admin routes (nats_routes with rate_limit_route: admin).
+        admin: route(60),
       },
     },
     response_format: { enum: ['canonical', 'flat'], default: 'canonical' },
@@ -216,6 +298,9 @@ const schema = {
       properties: {
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 300 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 16 },
+        // Stored decisions per tenant (each decide may store two ids); past it the tenant's own
+        // oldest go first, so a tenant cannot push another one's decisions out (docs/SECURITY.md).
+        max_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
       },
     },
     // Where the per-route limits (routes.*.rate_limit) are counted.
@@ -254,7 +339,9 @@ const schema = {
         enabled: { type: 'boolean', default: true },
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 86400 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 32 },
-        // Records kept per tenant (Redis backend: past it the tenant's own oldest records go).
+        // Idempotency-Key records per tenant, both backends: past it the tenant's own oldest go
+        // first, and a tenant within its share is never evicted by another (docs/SECURITY.md;
+        // local: beamline.tenant_ring, Redis: the tenant's sorted-set index).
         max_keys_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
         // An in-flight marker lives the route's Router timeout plus this long, so a request
         // whose gateway died cannot block its key for longer.
@@ -281,6 +368,8 @@ const schema = {
               key_sha256: { type: 'string', pattern: SHA256_HEX },
               // A label for operators; never used by the gateway.
               name: { type: 'string', maxLength: 128 },
+              // May call the admin nats_routes (CONTRACT §12).
+              admin: { type: 'boolean', default: false },
             },
           },
         },
@@ -331,6 +420,17 @@ const schema = {
         max_age_seconds: { type: 'integer', minimum: 0, maximum: 86400, default: 600 },
       },
     },
+    // What /health tells whom: the NATS server address and the version only with `details: true`
+    // or to clients in `details_from` (CIDRs); /healthz, /readyz and /health/live stay minimal.
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        details: { type: 'boolean', default: false },
+        details_from: cidrList,
+      },
+    },
     metrics: {
       type: 'object',
       additionalProperties: false,
@@ -353,8 +453,14 @@ const schema = {
         legacy_url: { type: 'string', maxLength: 300, pattern: LEGACY_URL },
         // Tenants answered here: hash(tenant) % 100 < share_percent. `make switch PERCENT=N`.
         share_percent: { type: 'integer', minimum: 0, maximum: 100, default: 0 },
-        // Honour X-Beamline-Gateway: legacy|new on a request (forces that side).
-        allow_override: { type: 'boolean', default: true },
+        // A path this gateway does not serve is proxied to the old gateway instead of 404
+        // (CONTRACT §14), marked X-Beamline-Gateway: legacy. Only while enabled.
+        proxy_unknown_paths: { type: 'boolean', default: true },
+        // Honour X-Beamline-Gateway: legacy|new on a request (forces that side). Off by default:
+        // with auth on only requests with a valid key may use it (docs/RUNBOOK.md).
+        allow_override: { type: 'boolean', default: false },
+        // Client networks (CIDRs) whose requests may use the override; empty: any client.
+        override_from: cidrList,
         // connect / send / read timeout towards the old gateway.
         legacy_timeout_ms: { type: 'integer', minimum: 1, maximum: 600000, default: 10000 },
         // idle keep-alive connections to the old gateway, per worker.
@@ -390,4 +496,18 @@ const schema = {
   },
 };
 
-module.exports = { schema, RESOLVER, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL };
+module.exports = {
+  schema,
+  RESOLVER,
+  CIDR,
+  NGINX_SAFE,
+  ORIGIN,
+  HEADER_NAME,
+  TENANT_ID,
+  SHA256_HEX,
+  LEGACY_URL,
+  NATS_SUBJECT,
+  NATS_ROUTE_PATH,
+  ROUTE_NAME,
+  ADMIN_ROUTES,
+};

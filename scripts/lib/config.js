@@ -7,7 +7,20 @@ const path = require('path');
 const YAML = require('yaml');
 const Ajv = require('ajv');
 const { dnsProblems } = require('./dns');
-const { schema, RESOLVER, NGINX_SAFE, ORIGIN, HEADER_NAME, TENANT_ID, SHA256_HEX, LEGACY_URL } = require('./config-schema');
+const {
+  schema,
+  RESOLVER,
+  NGINX_SAFE,
+  ORIGIN,
+  HEADER_NAME,
+  TENANT_ID,
+  SHA256_HEX,
+  LEGACY_URL,
+  NATS_SUBJECT,
+  NATS_ROUTE_PATH,
+  ROUTE_NAME,
+} = require('./config-schema');
+const { natsRouteProblems } = require('./nats-routes');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -45,6 +58,7 @@ const ENV_OVERRIDES = [
   { env: 'GATEWAY_BODY_LIMIT_BYTES', path: ['limits', 'body_bytes'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_ROUTES_DECIDE_LIMIT', path: ['routes', 'decide', 'rate_limit', 'limit'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_MESSAGES', path: ['routes', 'messages', 'rate_limit', 'limit'], parse: int },
+  { env: 'GATEWAY_RATE_LIMIT_ADMIN', path: ['routes', 'admin', 'rate_limit', 'limit'], parse: int },
   // The window length of every route (C-GW's name, kept for parity).
   { env: 'GATEWAY_RATE_LIMIT_TTL_SECONDS', path: ['routes', '*', 'rate_limit', 'window_seconds'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_BACKEND', path: ['rate_limit', 'backend'], parse: (s) => s.trim() },
@@ -104,8 +118,9 @@ const validate = ajv.compile(schema);
 const PATTERN_RULES = {
   [NGINX_SAFE]: 'must not contain nginx syntax (; { } quotes $ # whitespace or control characters)',
   [schema.properties.nats.properties.servers.items.pattern]: 'must be a NATS URL: nats://[user:pass@|token@]host[:port] or tls://…',
-  [schema.properties.router.properties.decide_subject.pattern]:
-    'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
+  [NATS_SUBJECT]: 'must be a NATS subject without wildcards (tokens of A-Z a-z 0-9 _ - separated by dots)',
+  [NATS_ROUTE_PATH]: 'must be a path of /-separated segments, each of A-Z a-z 0-9 . _ ~ - or a {name} parameter (a-z 0-9 _)',
+  [ROUTE_NAME]: 'must be a name of a-z 0-9 _ starting with a letter',
   [schema.properties.server.properties.listen.pattern]: 'must be an IPv4 address, [IPv6] address or localhost',
   '^SU[A-Z2-7]{56}$': 'must be a user nkey seed (58 characters starting with SU)',
   [ORIGIN]: 'must be "*" or an origin: http(s)://host[:port] without a path',
@@ -302,6 +317,8 @@ function loadConfig(opts = {}) {
     if (raw.auth.enabled && raw.auth.api_keys.length === 0) problems.push('auth.api_keys: list at least one key when auth.enabled is true');
     problems.push(...migrationProblems(raw));
     problems.push(...dnsProblems(raw));
+    // render.js requires this module: required here, once both are loaded.
+    problems.push(...natsRouteProblems(raw.nats_routes, require('./render').ROUTES, Object.keys(raw.routes)));
     const owners = new Map();
     raw.auth.api_keys.forEach((k, i) => {
       const d = k.key_sha256.toLowerCase();

@@ -46,4 +46,18 @@ async function waitForPort(port, timeoutMs = 10000, host = HOST) {
   }
 }
 
-module.exports = { HOST, freePort, portOpen, waitForPort };
+/**
+ * Whether host:port can be bound right now: resolves null when it can, else the error code
+ * (EADDRINUSE: another process listens there; EACCES: a privileged port). The probe binds
+ * without SO_REUSEPORT, so even a listener that set it (another nginx) counts as taken.
+ */
+function bindProblem(port, host = HOST) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', (err) => resolve(err.code || err.message));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(null)));
+  });
+}
+
+module.exports = { HOST, freePort, portOpen, waitForPort, bindProblem };

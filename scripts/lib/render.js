@@ -6,6 +6,7 @@ const path = require('path');
 const Handlebars = require('handlebars');
 const { ROOT, parseLegacyUrl } = require('./config');
 const { dnsView } = require('./dns');
+const { natsLocations } = require('./nats-routes');
 
 const TEMPLATES = path.join(ROOT, 'templates');
 
@@ -44,9 +45,11 @@ const ROUTES = [
   { name: 'ready', match: '= /health/ready', allow: GET_HEAD },
   { name: 'live', match: '= /health/live', allow: GET_HEAD },
   { name: 'metrics', match: '= /metrics', allow: GET_HEAD },
+  { name: 'ui_metrics', match: '= /_metrics', allow: GET_HEAD },
   { name: 'decide', match: '= /api/v1/routes/decide', allow: 'POST' },
   { name: 'messages', match: '= /api/v1/messages', allow: 'POST' },
-  { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', allow: GET_HEAD },
+  // `path`: the template nats_routes are checked against for collisions (scripts/lib/nats-routes.js).
+  { name: 'decision_lookup', match: '~ ^/api/v1/routes/decide/[^/]+$', path: '/api/v1/routes/decide/{id}', allow: GET_HEAD },
   { name: 'not_found', match: '/' },
 ];
 
@@ -55,8 +58,8 @@ const ROUTES = [
 const ROUTE_SWITCH = { decide: 'decide', decision_lookup: 'decide', messages: 'messages' };
 
 /** The routes of ROUTES this config serves. */
-function servedRoutes(config) {
-  return ROUTES.filter((r) => {
+function servedRoutes(config, routes = ROUTES) {
+  return routes.filter((r) => {
     const key = ROUTE_SWITCH[r.name];
     return key === undefined || config.routes[key].enabled;
   });
@@ -98,19 +101,14 @@ const NGINX_ERRORS = [
 ];
 
 const EMPTY_CONTEXT = { request_id: '', trace_id: '', tenant_id: '' };
-// Stands for the nginx variable in the body of a 413 (see errorBody).
-const CONTEXT_VAR = '"@beamline_error_context@"';
 
 function errorBody(e, config) {
   const details = e.code === 'payload_too_large' ? { limit_bytes: config.limits.body_bytes } : {};
-  const body = JSON.stringify({
+  return JSON.stringify({
     ok: false,
     error: { code: e.code, message: e.message, intake_error_code: null, details },
-    context: e.status === 413 ? JSON.parse(CONTEXT_VAR) : EMPTY_CONTEXT,
+    context: EMPTY_CONTEXT,
   });
-  // A 413 may come after the Lua has read the headers (a chunked body over the limit): its
-  // context is the $beamline_error_context the Lua set (empty ids before that).
-  return body.replace(CONTEXT_VAR, '$beamline_error_context');
 }
 
 // NATS over TLS (conf.d/10-lua.conf): the CA bundle Lua cosockets verify servers against. Only
@@ -144,6 +142,9 @@ function migrationView(config, prefix) {
     server: u.hostport,
     host_header: u.port === 80 ? u.host : u.hostport,
     keepalive: m.legacy_keepalive,
+    // X-Beamline-Gateway honoured for clients in override_from (any client when it is empty).
+    override_any: m.override_from.length === 0,
+    override_from: m.override_from,
     timeout_ms: m.legacy_timeout_ms,
     shadow: m.shadow.enabled,
     sockets,
@@ -215,8 +216,14 @@ function render(config, opts = {}) {
     access_log: config.log.access_log === 'off' ? '' : logPath(config.log.access_log),
     config_json: path.join(prefix, 'gateway.json'),
   };
+  // The configured NATS routes (nats_routes, §12): API routes rendered after the fixed ones.
+  // routes.<key>.enabled: false also leaves out the NATS routes counted on that rate-limit route.
+  const natsEnabled = config.nats_routes.filter((r) => !config.routes[r.rate_limit_route] || config.routes[r.rate_limit_route].enabled);
+  const natsRoutes = natsLocations(natsEnabled).map((r) => ({ ...r, nats: true }));
+  const routes = [...ROUTES.slice(0, -1), ...natsRoutes, ROUTES[ROUTES.length - 1]];
+  const isApi = (r) => API_ROUTES.has(r.name) || r.nats === true;
+  const served = servedRoutes(config, routes);
   const dns = dnsView(config.dns);
-  const served = servedRoutes(config);
   const view = {
     ...config,
     runtime,
@@ -232,7 +239,9 @@ function render(config, opts = {}) {
     // API routes capture their response body for the shadow comparison (body_filter).
     routes: served.map((r) => ({
       ...r,
-      api: API_ROUTES.has(r.name),
+      api: isApi(r),
+      // Unknown paths go to the old gateway while migrating (§14).
+      legacy: r.name === 'not_found' && config.migration.enabled && config.migration.proxy_unknown_paths,
       shadow_capture: config.migration.enabled && config.migration.shadow.enabled && API_ROUTES.has(r.name),
     })),
     lua_ssl: luaSsl(config),
@@ -245,7 +254,7 @@ function render(config, opts = {}) {
       .map((r) => ({
         regex: uriRegex(r.match),
         name: r.name,
-        allow: config.cors.enabled && API_ROUTES.has(r.name) ? `${r.allow}, OPTIONS` : r.allow,
+        allow: config.cors.allowed_origins.length > 0 && isApi(r) ? `${r.allow}, OPTIONS` : r.allow,
       })),
     nginx_errors: NGINX_ERRORS.map((e) => ({
       status: e.status,
@@ -254,6 +263,9 @@ function render(config, opts = {}) {
       redirect: e.status === 405 ? '= ' : e.answer && e.answer !== e.status ? `=${e.answer} ` : '',
       retry_after: e.retry_after || 0,
       allow: e.status === 405,
+      // nginx's 413 (a body over client_max_body_size) is answered by the Lua, with the
+      // request's ids (CONTRACT §14); every other one is a constant.
+      lua: e.status === 413,
       body: errorBody(e, config),
     })),
     not_found_body: JSON.stringify({

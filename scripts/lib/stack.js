@@ -10,7 +10,7 @@ const { compileLua } = require('./build');
 const { loadConfig, ROOT } = require('./config');
 const { render } = require('./render');
 const { nginxBin, prefixArgs, testConfig } = require('./nginx');
-const { freePort, waitForPort, HOST } = require('./net');
+const { freePort, waitForPort, bindProblem, HOST } = require('./net');
 
 // Debian installs nats-server in /usr/sbin, which is not on a normal user's PATH.
 const NATS_BIN = process.env.NATS_SERVER_BIN || (fs.existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : 'nats-server');
@@ -92,6 +92,70 @@ function waitForOutput(entry, pattern, ms, what) {
   });
 }
 
+/** What to tell a user whose port cannot be bound, and how to pick another. */
+function portMessage(listen, port, code, file) {
+  const why =
+    code === 'EADDRINUSE'
+      ? 'is already in use by another process'
+      : code === 'EACCES'
+        ? 'needs privileges this user does not have'
+        : code === 'EADDRNOTAVAIL'
+          ? 'is not an address of this machine'
+          : `cannot be bound (${code})`;
+  return (
+    `port ${port} on ${listen} ${why}: the gateway did not start.\n` +
+    `  choose another port: GATEWAY_PORT=${port === 8080 ? 8081 : port + 1} make run  (or server.port in ${file})` +
+    (code === 'EADDRINUSE' ? `\n  see who holds it: ss -ltnp 'sport = :${port}'` : '')
+  );
+}
+
+/**
+ * Resolves once nginx itself listens: its master wrote the pid file (nginx does that only after
+ * every listening socket is bound) and the port accepts connections. Rejects when nginx exits
+ * first, with the port hint when its last words were a bind() failure.
+ */
+function nginxListening(entry, pidFile, config, host, file) {
+  const stderr = [];
+  entry.child.stderr.on('data', (b) => stderr.push(b.toString('utf8')));
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const finish = (err) => {
+      if (done) return;
+      done = true;
+      clearInterval(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    entry.child.once('exit', () => {
+      const text = stderr.join('');
+      const m = /bind\(\) to \S+ failed \(\d+: ([^)]+)\)/.exec(text);
+      if (m) {
+        const code = /in use/i.test(m[1]) ? 'EADDRINUSE' : /permission/i.test(m[1]) ? 'EACCES' : m[1];
+        finish(new Error(portMessage(config.server.listen, config.server.port, code, file)));
+      } else finish(new Error('nginx exited before it listened (its messages are above)'));
+    });
+    const deadline = Date.now() + 15000;
+    const timer = setInterval(async () => {
+      let pid = '';
+      try {
+        pid = fs.readFileSync(pidFile, 'utf8').trim();
+      } catch (e) {
+        /* not yet */
+      }
+      if (pid === String(entry.child.pid) && !done) {
+        try {
+          await waitForPort(config.server.port, 5000, host);
+          finish();
+        } catch (err) {
+          finish(err);
+        }
+      } else if (Date.now() > deadline) {
+        finish(new Error(`nginx did not listen on ${host}:${config.server.port} within 15 s`));
+      }
+    }, 25);
+  });
+}
+
 /**
  * @param {{prefix?: string, supervisor: Supervisor}} opts
  * @returns {Promise<{config: object, file: string, prefix: string, nginx: object, url: string}>}
@@ -127,10 +191,15 @@ async function startLocalStack({ prefix, supervisor }) {
   const t = testConfig(out.prefix);
   if (!t.ok) throw new Error(`nginx -t failed:\n${t.output}`);
 
+  // A port another process holds: say so before nginx retries bind() for 2.5 s and exits.
+  const listen = config.server.listen.replace(/^\[|\]$/g, '');
+  const problem = await bindProblem(config.server.port, listen);
+  if (problem) throw new Error(portMessage(config.server.listen, config.server.port, problem, file));
+
   const nginx = supervisor.start('nginx', nginxBin(), prefixArgs(out.prefix), { graceful: 'SIGQUIT' });
   say(`nginx master pid ${nginx.child.pid}`);
-  const host = config.server.listen === '0.0.0.0' ? HOST : config.server.listen.replace(/^\[|\]$/g, '');
-  await waitForPort(config.server.port, 15000, host);
+  const host = config.server.listen === '0.0.0.0' ? HOST : listen;
+  await nginxListening(nginx, path.join(out.prefix, 'logs', 'nginx.pid'), config, host, file);
   const shown = config.server.listen === '0.0.0.0' ? HOST : config.server.listen;
   const url = `http://${shown}:${config.server.port}`;
   say(`Beamline gateway listening on ${url} (${config.server.workers} worker(s), NATS ${config.nats.servers.join(',')})`);

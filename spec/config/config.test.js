@@ -88,6 +88,8 @@ describe('nginx syntax injection is rejected', () => {
     ['nats:\n  name: "gw;x"\n', 'nats.name: must match'],
     ['nats:\n  user: u\n  password: "p\\u0000"\n', 'nats.password: must not contain control characters'],
     ['nats:\n  tls:\n    ca_file: "/etc/ca.pem;"\n', 'nats.tls.ca_file: must not contain nginx syntax'],
+    ['health:\n  details_from: ["10.0.0.0/8 1; evil"]\n', 'health.details_from[0]'],
+    ['migration:\n  override_from: ["10.0.0.0/8}"]\n', 'migration.override_from[0]'],
   ])('%j', (text, expected) => {
     expect(problems(text).join('\n')).toContain(expected);
   });
@@ -189,6 +191,9 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
         retry_after_ms: 1000,
       },
     });
+    expect(config.decision_cache.max_per_tenant).toBe(10000);
+    expect(config.log.level).toBe('notice');
+    expect(config.health).toEqual({ details: false, details_from: [] });
     expect(config.auth).toEqual({ enabled: false, api_keys: [] });
     expect(config.cors).toMatchObject({ allowed_origins: [], allow_credentials: false, max_age_seconds: 600 });
     expect(config.cors.allowed_headers).toContain('Idempotency-Key');
@@ -238,7 +243,7 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
     expect(config.rate_limit).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380 } });
     // rate_limit.backend: redis (v1) is an alias of state.backend: redis, with its Redis keys.
     expect(config.state).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380, password: 'r3dis pw' } });
-    expect(config.auth.api_keys).toEqual([{ tenant_id: 't1', key_sha256: HASH, name: 'prod' }]);
+    expect(config.auth.api_keys).toEqual([{ tenant_id: 't1', key_sha256: HASH, name: 'prod', admin: false }]);
     expect(config.cors.allowed_origins).toHaveLength(2);
   });
 

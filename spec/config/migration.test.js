@@ -36,12 +36,14 @@ const conf = (config) => {
 beforeAll(() => compileLua());
 
 describe('migration.* validation', () => {
-  test('defaults: off, share 0, override allowed, shadow off', () => {
+  test('defaults: off, share 0, override refused (issue 17), shadow off', () => {
     const m = load(undefined).migration;
     expect(m).toEqual({
       enabled: false,
       share_percent: 0,
-      allow_override: true,
+      proxy_unknown_paths: true,
+      allow_override: false,
+      override_from: [],
       legacy_timeout_ms: 10000,
       legacy_keepalive: 32,
       shadow: {

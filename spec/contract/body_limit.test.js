@@ -111,6 +111,44 @@ describeOwnStack('[own stack: limits.body_bytes 1024]', () => {
     tooLarge(r, 1024);
   });
 
+  test.each(['/api/v1/routes/decide', '/api/v1/messages', '/api/v1/policies/dry-run'])(
+    'a Content-Length over the limit (nginx answers, §14): the 413 carries X-Trace-Id, X-Request-Id and the context ids — %s',
+    async (p) => {
+      const [tn, rid, tr] = [tenant(), uid(), hex32()];
+      const b = bodyOfSize(1025);
+      const r = await post(s, b, {
+        path: p,
+        tenantId: tn,
+        headers: { 'X-Request-ID': rid, 'X-Trace-ID': tr.toUpperCase() },
+        contentType: 'application/json',
+      });
+      tooLarge(r, 1024, { api: true, tenant: tn, requestId: rid, traceId: tr });
+      // No ids sent: generated ones, the same in the headers and the body.
+      const g = await post(s, b, { path: p, tenantId: tn, contentType: 'application/json' });
+      tooLarge(g, 1024, { api: true, tenant: tn });
+      expect(g.json.context.request_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+      // Invalid ids are never echoed: a fresh trace id, a fresh request id, no tenant.
+      const bad = await post(s, b, {
+        path: p,
+        tenantId: 'bad tenant',
+        headers: { 'X-Request-ID': 'has space', 'X-Trace-ID': 'nothex' },
+        contentType: 'application/json',
+      });
+      tooLarge(bad, 1024, { api: true, tenant: '' });
+      expect(bad.json.context.trace_id).not.toBe('nothex');
+      expect(bad.json.context.request_id).not.toBe('has space');
+    },
+  );
+
+  test('a valid traceparent gives the 413 its trace id', async () => {
+    const tr = hex32();
+    const r = await post(s, bodyOfSize(1025), {
+      headers: { traceparent: `00-${tr}-0123456789abcdef-01` },
+      contentType: 'application/json',
+    });
+    tooLarge(r, 1024, { api: true, traceId: tr });
+  });
+
   test('1025 bytes chunked → 413 with limit_bytes 1024 and the request ids', async () => {
     const b = bodyOfSize(1025);
     const tn = tenant();

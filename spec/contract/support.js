@@ -86,6 +86,7 @@ function useGateway(opts = {}) {
       configure: (raw) => {
         if (!opts.keepLimits) {
           raw.routes = {
+            ...raw.routes,
             decide: { rate_limit: { limit: 1000000, window_seconds: 60 } },
             messages: { rate_limit: { limit: 1000000, window_seconds: 60 } },
           };

@@ -37,6 +37,8 @@ const LABELS = {
   gateway_router_replies_total: ['code'],
   gateway_rate_limit_hits_total: ['route'],
   [SHADOW]: ['result'],
+  gateway_idempotency_evictions_total: ['reason'],
+  gateway_decision_cache_evictions_total: ['reason'],
 };
 const TARGET_LABELS = ['job', 'instance'];
 const HISTOGRAMS = ['gateway_http_request_duration_seconds', 'gateway_router_request_duration_seconds'];

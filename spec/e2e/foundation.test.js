@@ -109,28 +109,34 @@ describe('the real stack', () => {
   });
 });
 
+/** `node scripts/run.js` on these ports (no NATS_URL: its own nats-server and Router). */
+function spawnRun(prefixName, port, natsPort) {
+  const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(natsPort) };
+  delete env.NATS_URL;
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', path.join(tmpRoot(), prefixName)], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const collect = (d) => {
+    out += d;
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return { child, exited, output: () => out };
+}
+
 describe('make run (scripts/run.js)', () => {
   test('starts nats-server, the Router and nginx, serves /healthz, and SIGTERM stops them all', async () => {
     const port = await freePort();
     const natsPort = await freePort();
-    const prefix = path.join(tmpRoot(), 'run-prefix');
-    const env = { ...process.env, GATEWAY_PORT: String(port), NATS_PORT: String(natsPort) };
-    delete env.NATS_URL;
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run.js'), '--prefix', prefix], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    const run = spawnRun('run-prefix', port, natsPort);
+    const { child, exited } = run;
+    let out;
     try {
       const deadline = Date.now() + 30000;
-      while (!/Beamline gateway listening on http:\/\/127\.0\.0\.1:\d+/.test(out)) {
+      while (!/Beamline gateway listening on http:\/\/127\.0\.0\.1:\d+/.test((out = run.output()))) {
         if (Date.now() > deadline) throw new Error(`run did not come up:\n${out}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -140,6 +146,18 @@ describe('make run (scripts/run.js)', () => {
       expect(workers.length).toBeGreaterThanOrEqual(1);
       const r = await request(`http://127.0.0.1:${port}`, { path: '/healthz' });
       expect(r.json).toEqual({ status: 'ok' });
+      // The Router admin routes (§12), answered by the reference Router.
+      const h = await request(`http://127.0.0.1:${port}`, { path: '/api/v1/extensions/health', headers: { 'x-tenant-id': 'demo' } });
+      expect(h.status).toBe(200);
+      expect(h.json.extensions.map((e) => e.id)).toContain('pii-validator');
+      const c = await request(`http://127.0.0.1:${port}`, {
+        path: '/api/v1/policies/demo/default/complexity',
+        headers: { 'x-tenant-id': 'demo' },
+      });
+      expect(c.json).toMatchObject({ tenant_id: 'demo', policy_id: 'default', complexity: { providers: 3 } });
+      // The address was announced after nginx listened, and the hint after the address.
+      const all = run.output();
+      expect(all.indexOf('try: curl')).toBeGreaterThan(all.indexOf('Beamline gateway listening on'));
 
       child.kill('SIGTERM');
       const { code } = await exited;
@@ -151,6 +169,24 @@ describe('make run (scripts/run.js)', () => {
       expect(await portOpen(natsPort)).toBe(false);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  test('a port another process holds: no "listening" announcement, the port named and how to choose another, exit 1', async () => {
+    const holder = net.createServer();
+    await new Promise((r) => holder.listen(0, '127.0.0.1', r));
+    const port = holder.address().port;
+    const run = spawnRun('run-taken', port, await freePort());
+    try {
+      const { code } = await run.exited;
+      const out = run.output();
+      expect(code).toBe(1);
+      expect(out).toContain(`port ${port} on 127.0.0.1 is already in use by another process`);
+      expect(out).toContain(`GATEWAY_PORT=${port + 1} make run`);
+      expect(out).not.toMatch(/listening on http|try: curl/);
+    } finally {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      holder.close();
     }
   });
 });

@@ -59,7 +59,7 @@ function configure(legacyUrl, share) {
       decide: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
       messages: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
     };
-    raw.migration = { enabled: true, legacy_url: legacyUrl, share_percent: share };
+    raw.migration = { enabled: true, legacy_url: legacyUrl, share_percent: share, allow_override: true };
   };
 }
 
@@ -209,11 +209,11 @@ describe('traffic switch: split by tenant', () => {
     expect(none.headers['x-beamline-gateway']).toBe(bucket('') < share ? 'new' : 'legacy');
   });
 
-  test('health, readiness, metrics and unknown paths stay local, whatever the share and the override', async () => {
+  test('health, readiness, metrics and the admin routes stay local, whatever the share and the override', async () => {
     legacy.reset();
-    for (const path of ['/healthz', '/health', '/readyz', '/health/live', '/metrics', '/no/such/path']) {
+    for (const path of ['/healthz', '/health', '/readyz', '/health/live', '/metrics', '/_metrics', '/api/v1/extensions/health']) {
       const r = await request(gw.url, { path, headers: { 'x-beamline-gateway': 'legacy', 'x-tenant-id': 'acme' } });
-      expect([path, r.headers['x-beamline-gateway']]).toEqual([path, undefined]);
+      expect([path, r.status, r.headers['x-beamline-gateway']]).toEqual([path, 200, undefined]);
     }
     expect(legacy.count).toBe(0);
     const m = await request(gw.url, { path: '/metrics' });
@@ -221,6 +221,77 @@ describe('traffic switch: split by tenant', () => {
     expect(m.body).toMatch(/^gateway_traffic_requests_total\{side="legacy"\} \d+$/m);
     // proxied requests count in the request metrics under their route
     expect(m.body).toMatch(/^gateway_http_requests_total\{route="decide",method="POST",status="200"\} \d+$/m);
+  });
+});
+
+describe('migration.proxy_unknown_paths (CONTRACT §14)', () => {
+  let nats;
+  let legacy;
+  beforeAll(async () => {
+    legacy = await startLegacy({ mode: 'nest' });
+    nats = await startNats();
+    await startRouter({ natsUrl: nats.url, args: ['--fast'] });
+  });
+  afterAll(async () => {
+    await stopAll();
+    await legacy.stop();
+  });
+
+  test('on (the default while migrating): a path this gateway does not serve goes to the old gateway, marked legacy', async () => {
+    const gw = await startGateway({ natsUrl: nats.url, configure: configure(legacy.url, 100) });
+    try {
+      await waitReady(gw);
+      legacy.reset();
+      const b = JSON.stringify({ name: 'p1', rules: [] });
+      const r = await request(gw.url, {
+        method: 'PUT',
+        path: '/api/v1/policies/p1?dry=1',
+        headers: { 'content-type': 'application/json', 'x-tenant-id': 'acme', 'x-beamline-gateway': 'new' },
+        body: b,
+      });
+      // The old gateway's own answer (Nest's 404 shape), passed through and marked.
+      expect(r.status).toBe(404);
+      expect(r.headers['x-beamline-gateway']).toBe('legacy');
+      expect(r.headers['x-legacy-mode']).toBe('nest');
+      expect(Object.keys(r.json).sort()).toEqual(['code', 'message', 'path', 'timestamp']);
+      expect(legacy.requests).toHaveLength(1);
+      expect(legacy.requests[0]).toMatchObject({ method: 'PUT', url: '/api/v1/policies/p1?dry=1', body: b });
+      expect(legacy.requests[0].headers['x-tenant-id']).toBe('acme');
+      // The override header is not forwarded.
+      expect(legacy.requests[0].headers['x-beamline-gateway']).toBeUndefined();
+      const swagger = await request(gw.url, { path: '/api/docs' });
+      expect(swagger.headers['x-beamline-gateway']).toBe('legacy');
+      // Served paths stay here (share 100: the API is answered by this gateway).
+      const h = await request(gw.url, { path: '/healthz' });
+      expect(h.headers['x-beamline-gateway']).toBeUndefined();
+      expect(legacy.requests).toHaveLength(2);
+      // Logged and counted under their own route name.
+      const m = await request(gw.url, { path: '/metrics' });
+      expect(m.body).toMatch(/^gateway_http_requests_total\{route="legacy_unknown",method="PUT",status="404"\} 1$/m);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test("off: an unknown path is the gateway's own 404 again", async () => {
+    const gw = await startGateway({
+      natsUrl: nats.url,
+      configure: (raw) => {
+        configure(legacy.url, 100)(raw);
+        raw.migration.proxy_unknown_paths = false;
+      },
+    });
+    try {
+      await waitReady(gw);
+      legacy.reset();
+      const r = await request(gw.url, { path: '/api/v1/policies/p1' });
+      expect(r.status).toBe(404);
+      expect(r.json.error.code).toBe('not_found');
+      expect(r.headers['x-beamline-gateway']).toBeUndefined();
+      expect(legacy.count).toBe(0);
+    } finally {
+      await gw.stop();
+    }
   });
 });
 
@@ -239,6 +310,11 @@ describe('traffic switch off (the default)', () => {
       expect(r.headers['x-beamline-gateway']).toBeUndefined();
       const m = await request(gw.url, { path: '/metrics' });
       expect(m.body).not.toMatch(/^gateway_traffic_requests_total\{/m);
+      // migration off: proxy_unknown_paths (default true) does nothing
+      const u = await request(gw.url, { path: '/no/such/path' });
+      expect(u.status).toBe(404);
+      expect(u.json.error.code).toBe('not_found');
+      expect(u.headers['x-beamline-gateway']).toBeUndefined();
     } finally {
       await stopAll();
     }

@@ -83,7 +83,13 @@ function configure(legacyUrl, share, shadow = {}) {
       decide: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
       messages: { rate_limit: { limit: 1000000000, window_seconds: 60 } },
     };
-    raw.migration = { enabled: true, legacy_url: legacyUrl, share_percent: share, shadow: { enabled: true, ...shadow } };
+    raw.migration = {
+      enabled: true,
+      legacy_url: legacyUrl,
+      share_percent: share,
+      allow_override: true,
+      shadow: { enabled: true, ...shadow },
+    };
   };
 }
 

@@ -47,3 +47,11 @@ test('routes.decide.enabled: false → decide and the decision lookup are 404, m
     expect(r.json.error.code).toBe('not_found');
   }
 });
+
+test('routes.admin.enabled: false → the NATS routes counted on `admin` are not rendered (404)', async () => {
+  const { gateway } = await startStack({ configure: (raw) => (raw.routes = { admin: { enabled: false } }) });
+  await waitDecideOk(gateway);
+  const r = await request(gateway.url, { path: '/api/v1/extensions/health', headers: { 'x-tenant-id': 't-1' } });
+  expect(r.status).toBe(404);
+  expect(r.json.error.code).toBe('not_found');
+});

@@ -202,6 +202,80 @@ describe('reference router: decisions', () => {
   });
 });
 
+describe('reference router: admin operations (CONTRACT §12)', () => {
+  const ADMIN = 'beamline.router.v1.admin';
+  const adminAsk = (op, payload, tenant = 'tenant-a', opts = {}) => {
+    const h = natsHeaders();
+    h.set('tenant_id', tenant);
+    h.set('request_id', `adm-${++seq}`);
+    h.set('trace_id', `trace-adm-${seq}`);
+    return ask(payload, { subject: `${ADMIN}.${op}`, headers: h, ...opts });
+  };
+
+  test('get_extension_health: a document per extension', async () => {
+    const { json } = await adminAsk('get_extension_health', {});
+    expect(json.extensions.length).toBeGreaterThanOrEqual(2);
+    for (const e of json.extensions) {
+      expect(e).toEqual({
+        id: expect.any(String),
+        type: expect.any(String),
+        status: expect.stringMatching(/^(healthy|degraded|unhealthy)$/),
+        success_rate: expect.any(Number),
+        p95_latency_ms: expect.any(Number),
+        last_check: expect.any(String),
+      });
+    }
+  });
+
+  test('get_circuit_breaker_states: one breaker per extension', async () => {
+    const { json } = await adminAsk('get_circuit_breaker_states', {});
+    expect(json.circuit_breakers.map((b) => b.state)).toEqual(expect.arrayContaining(['closed', 'half_open']));
+  });
+
+  test('dry_run_pipeline: the decision of the policy without side effects; unknown policy → policy_not_found', async () => {
+    const { json } = await adminAsk('dry_run_pipeline', { policy_id: 'openai-only' });
+    expect(json).toMatchObject({ dry_run: true, policy_id: 'openai-only', decision: { provider_id: 'openai' } });
+    expect(json.steps[json.steps.length - 1]).toMatchObject({ step: 'provider_selection', provider_id: 'openai' });
+    const nf = await adminAsk('dry_run_pipeline', { policy_id: 'nope' });
+    expect(nf.json).toMatchObject({ ok: false, error: { code: 'policy_not_found', details: { policy_id: 'nope' } } });
+    const bad = await adminAsk('dry_run_pipeline', { policy_id: 7 });
+    expect(bad.json).toMatchObject({ ok: false, error: { code: 'invalid_request', details: { field: 'policy_id' } } });
+  });
+
+  test('get_pipeline_complexity: the policy of the tenant; unknown policy → policy_not_found', async () => {
+    const { json } = await adminAsk('get_pipeline_complexity', { tenant_id: 'tenant-a', policy_id: 'default' });
+    expect(json).toMatchObject({ tenant_id: 'tenant-a', policy_id: 'default', complexity: { providers: 3, level: expect.any(String) } });
+    const nf = await adminAsk('get_pipeline_complexity', { tenant_id: 'tenant-a', policy_id: 'zzz' });
+    expect(nf.json.error.code).toBe('policy_not_found');
+  });
+
+  test('error modes through the tenant (router_mode:<mode>) or the body: error, delay, silence, non_json, echo', async () => {
+    const e = await adminAsk('get_extension_health', {}, 'router_mode:error:extension_unavailable');
+    expect(e.json).toMatchObject({ ok: false, error: { code: 'extension_unavailable', intake_error_code: null } });
+    const t0 = Date.now();
+    const d = await adminAsk('get_circuit_breaker_states', {}, 'router_mode:delay:150');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(d.json.circuit_breakers).toBeDefined();
+    await expect(adminAsk('get_extension_health', {}, 'router_mode:silence', { timeout: 300 })).rejects.toMatchObject({
+      code: ErrorCode.Timeout,
+    });
+    expect((await adminAsk('get_extension_health', {}, 'router_mode:non_json')).json).toBeUndefined();
+    const body = await adminAsk('dry_run_pipeline', { metadata: { router_mode: 'error:validator_blocked' } });
+    expect(body.json.error.code).toBe('validator_blocked');
+    const echo = await adminAsk('get_pipeline_complexity', { tenant_id: 'x', policy_id: 'y' }, 'router_mode:echo');
+    expect(echo.json).toMatchObject({
+      request: { tenant_id: 'x', policy_id: 'y' },
+      headers: { tenant_id: 'router_mode:echo' },
+      subject: `${ADMIN}.get_pipeline_complexity`,
+    });
+  });
+
+  test('an unknown operation is an invalid_request', async () => {
+    const { json } = await adminAsk('drop_all_tables', {});
+    expect(json).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
+  });
+});
+
 describe('reference router: modes', () => {
   test.each(ROUTER_ERROR_CODES)('error:%s', async (code) => {
     const req = withMode(`error:${code}`);

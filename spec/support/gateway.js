@@ -92,6 +92,9 @@ async function startGateway(opts = {}) {
     overrides: (raw) => {
       raw.server = { ...(raw.server || {}), listen: '127.0.0.1', port, workers: opts.workers || 1 };
       if (opts.natsUrl) raw.nats = { ...(raw.nats || {}), servers: [].concat(opts.natsUrl) };
+      // Tests read /health's details (the NATS server) from loopback; the default shows them to
+      // no one (issue 17). A test that sets raw.health itself gets exactly what it sets.
+      if (raw.health === undefined) raw.health = { details_from: ['127.0.0.1/32'] };
       if (opts.configure) opts.configure(raw);
     },
   });

@@ -12,7 +12,7 @@ describe("beamline.auth", function()
       enabled = true,
       api_keys = {
         { tenant_id = "tenant-a", key_sha256 = (crypto.sha256_hex(KEY_A)) },
-        { tenant_id = "tenant-b", key_sha256 = string.upper((crypto.sha256_hex(KEY_B))) },
+        { tenant_id = "tenant-b", key_sha256 = string.upper((crypto.sha256_hex(KEY_B))), admin = true },
       },
     })
   end)
@@ -50,13 +50,15 @@ describe("beamline.auth", function()
 
   it("authenticate returns the tenant, nil for a missing or unknown key, and off when disabled", function()
     stub.install({ headers = { ["x-api-key"] = KEY_A } })
-    assert.same({ "tenant-a", false }, { auth.authenticate() })
+    assert.same({ "tenant-a", false, false }, { auth.authenticate() })
+    stub.install({ headers = { ["x-api-key"] = KEY_B } })
+    assert.same({ "tenant-b", false, true }, { auth.authenticate() })
     stub.install({ headers = { ["x-api-key"] = "nope" } })
-    assert.same({ nil, false }, { auth.authenticate() })
+    assert.same({ nil, false, false }, { auth.authenticate() })
     stub.install({ headers = {} })
-    assert.same({ nil, false }, { auth.authenticate() })
+    assert.same({ nil, false, false }, { auth.authenticate() })
     auth.configure({ enabled = false, api_keys = {} })
-    assert.same({ nil, true }, { auth.authenticate() })
+    assert.same({ nil, true, false }, { auth.authenticate() })
     assert.is_false(auth.is_enabled())
   end)
 

@@ -15,7 +15,7 @@ describe("beamline.idempotency", function()
     config.set({
       idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000, in_flight_grace_seconds = 60 },
       state = { backend = "local" },
-      decision_cache = { ttl_seconds = 300 },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
     })
     package.loaded["beamline.idempotency"] = nil
     idem = require("beamline.idempotency")
@@ -46,6 +46,16 @@ describe("beamline.idempotency", function()
     assert.equal(86400, dict:ttl("t1|decide|k"))
   end)
 
+  it("the local in-flight marker lives the Router timeout plus in_flight_grace_seconds", function()
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000, in_flight_grace_seconds = 7 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
+    })
+    assert.equal("run", (idem.begin("t1", "decide", "k", "body", 2500)))
+    assert.equal(10, dict:ttl("t1|decide|k")) -- ceil(2.5 s) + 7 s
+  end)
+
   it("scopes keys by tenant and route", function()
     assert.equal("run", (idem.begin("t1", "decide", "k", "b", 5000)))
     ngx.ctx = {}
@@ -73,5 +83,44 @@ describe("beamline.idempotency", function()
     idem.complete(429, "{}", "r", "t")
     ngx.ctx = {}
     assert.equal("replay", (idem.begin("t1", "decide", "k", "body", 5000)))
+  end)
+
+  it("keeps at most max_keys_per_tenant records per tenant: its own oldest go first, never another's", function()
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 3, in_flight_grace_seconds = 60 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
+    })
+    local function store(tenant, key)
+      ngx.ctx = {}
+      assert.equal("run", (idem.begin(tenant, "decide", key, "body", 5000)))
+      idem.complete(200, '{"ok":true}', "r-" .. key, "t")
+    end
+    store("b", "kb")
+    for i = 1, 5 do store("a", "k" .. i) end
+    local function state(tenant, key)
+      ngx.ctx = {}
+      return (idem.begin(tenant, "decide", key, "body", 5000))
+    end
+    assert.equal("replay", state("b", "kb"))
+    assert.equal("replay", state("a", "k5"))
+    assert.equal("replay", state("a", "k3"))
+    assert.equal("run", state("a", "k1")) -- evicted by its own tenant's newer keys
+  end)
+
+  it("a full dict refuses a new key (full) instead of evicting anyone", function()
+    dict = fake.new(nil, 4)
+    ngx.shared = { beamline_idempotency = dict }
+    ngx.ctx = {}
+    assert.equal("run", (idem.begin("b", "decide", "kb", "body", 5000)))
+    idem.complete(200, '{"ok":true}', "r", "t")
+    local states = {}
+    for i = 1, 4 do
+      ngx.ctx = {}
+      states[i] = (idem.begin("a", "decide", "k" .. i, "body", 5000))
+    end
+    assert.same({ "run", "full", "full", "full" }, states)
+    ngx.ctx = {}
+    assert.equal("replay", (idem.begin("b", "decide", "kb", "body", 5000)))
   end)
 end)

@@ -133,4 +133,29 @@ describe("beamline.metrics", function()
     local text = m.render(d.data)
     assert.is_true(has(text, "gateway_metrics_updates_lost_total 6"), text)
   end)
+
+  it("/_metrics ring: bucket bounds grow by 2^(1/4), a duration falls in the bucket whose bound covers it", function()
+    assert.equal(0, metrics.ui_bucket(0))
+    assert.equal(0, metrics.ui_bucket(0.00005))
+    for _, dur in ipairs({ 0.00006, 0.001, 0.0123, 0.3, 2.5, 30 }) do
+      local i = metrics.ui_bucket(dur)
+      assert.is_true(metrics.ui_bound(i) >= dur * (1 - 1e-9))
+      assert.is_true(metrics.ui_bound(i - 1) < dur)
+    end
+    assert.equal(81, metrics.ui_bucket(1e9))
+  end)
+
+  it("/_metrics percentiles interpolate inside the bucket of the rank; 0 without data", function()
+    local counts = {}
+    for i = 1, 82 do counts[i] = 0 end
+    assert.equal(0, metrics.ui_percentile(counts, 0, 0.5))
+    -- 90 requests in the bucket of 1 ms, 10 in the bucket of 300 ms
+    local fast, slow = metrics.ui_bucket(0.001), metrics.ui_bucket(0.3)
+    counts[fast + 1] = 90
+    counts[slow + 1] = 10
+    local p50 = metrics.ui_percentile(counts, 100, 0.5)
+    assert.is_true(p50 > metrics.ui_bound(fast - 1) * 1000 and p50 <= metrics.ui_bound(fast) * 1000)
+    local p95 = metrics.ui_percentile(counts, 100, 0.95)
+    assert.is_true(p95 > 300 / 1.19 and p95 < 300 * 1.19)
+  end)
 end)

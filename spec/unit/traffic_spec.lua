@@ -67,11 +67,11 @@ describe("beamline.traffic", function()
     ngx.shared = {}
     traffic.configure(migration(30), 1048576)
     local served = {}
-    local function run(tenant, override)
-      ngx.var = { http_x_tenant_id = tenant, http_x_beamline_gateway = override }
+    local function run(tenant, override, client, admit)
+      ngx.var = { http_x_tenant_id = tenant, http_x_beamline_gateway = override, beamline_override_client = client or "1" }
       ngx.header["X-Beamline-Gateway"] = nil
       served.new = false
-      stub.run(function() traffic.dispatch(function() served.new = true end) end)
+      stub.run(function() traffic.dispatch("decide", function() served.new = true end, admit) end)
       return served.new and "new" or ngx.var.exec_to
     end
     assert.same({ "new" }, { run("t-29") })
@@ -82,6 +82,23 @@ describe("beamline.traffic", function()
     assert.same({ "new" }, { run("t-99", "NEW") })
     assert.same({ "@beamline_legacy" }, { run("t-1", "legacy") })
     assert.same({ "new" }, { run("t-1", "bogus") })
+    -- a client outside migration.override_from: the share decides
+    assert.same({ "@beamline_legacy" }, { run("t-30", "new", "0") })
+    -- auth on: the front door runs first, for both sides; a request it does not admit as an API
+    -- call (405, preflight) stays here whatever the header says
+    local admitted = {}
+    local function admit(route) admitted[#admitted + 1] = route; return "t-10" end
+    assert.same({ "@beamline_legacy" }, { run("t-30", nil, "1", admit) })
+    assert.same({ "new" }, { run("t-31", "new", "1", admit) })
+    assert.same({ "decide", "decide" }, admitted)
+    assert.same({ "new" }, { run("t-30", "legacy", "1", function() return nil end) })
+    -- no tenant in the request: split by the API key's tenant
+    assert.same({ "new" }, { run(nil, nil, "1", admit) })
+    -- allow_override off (the default): the header is ignored
+    local m = migration(30)
+    m.allow_override = false
+    traffic.configure(m, 1048576)
+    assert.same({ "@beamline_legacy" }, { run("t-30", "new") })
     traffic.configure(migration(0), 1048576)
     assert.same({ "@beamline_legacy" }, { run("t-0") })
     traffic.configure(migration(100), 1048576)
@@ -99,7 +116,7 @@ describe("beamline.traffic", function()
       m.shadow.direction = direction
       traffic.configure(m, 1048576)
       ngx.var = { http_x_tenant_id = tenant }
-      stub.run(function() traffic.dispatch(function() end) end)
+      stub.run(function() traffic.dispatch("decide", function() end) end)
       return { ngx.var.beamline_side, ngx.var.beamline_shadow }
     end
     assert.same({ "new", "1" }, marked("other", "t-10"))

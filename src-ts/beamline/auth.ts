@@ -13,6 +13,7 @@
 import type { AuthConfig } from "./config";
 import * as crypto from "./crypto";
 import * as util from "./util";
+import * as log_line from "./log_line";
 
 const sfind = string.find;
 const slower = string.lower;
@@ -23,6 +24,8 @@ const sha256_hex = crypto.sha256_hex;
 interface KeyEntry {
     digest: string;
     tenant_id: string;
+    /** May call the admin nats_routes (CONTRACT §12). */
+    admin: boolean;
 }
 
 const DUMMY_DIGEST = string.rep("0", 64);
@@ -36,7 +39,7 @@ export function configure(c: AuthConfig | undefined): void {
     if (c === undefined) return;
     for (const k of c.api_keys) {
         const d = slower(k.key_sha256);
-        by_digest[d] = { digest: d, tenant_id: k.tenant_id };
+        by_digest[d] = { digest: d, tenant_id: k.tenant_id, admin: k.admin === true };
     }
 }
 
@@ -68,25 +71,31 @@ export function presented_key(): string | undefined {
     return undefined;
 }
 
-/** The tenant of a key, or nil when it is not configured (or libcrypto is missing). */
-export function tenant_for_key(key: string): string | undefined {
+/**
+ * The tenant of a key and whether it is an admin key, or nil when it is not configured (or
+ * libcrypto is missing).
+ */
+export function tenant_for_key(key: string): LuaMultiReturn<[string | undefined, boolean]> {
     const [digest, err] = sha256_hex(key);
     if (digest === undefined) {
-        ngx.log(ngx.ERR, "beamline: cannot hash the API key: ", err);
-        return undefined;
+        log_line.write(ngx.ERR, "beamline: cannot hash the API key: ", err);
+        return $multi(undefined, false);
     }
     const entry = by_digest[digest];
     const ok = ct_equal(entry !== undefined ? entry.digest : DUMMY_DIGEST, digest);
-    return ok && entry !== undefined ? entry.tenant_id : undefined;
+    if (ok && entry !== undefined) return $multi(entry.tenant_id, entry.admin);
+    return $multi(undefined, false);
 }
 
 /**
  * Authenticates the request: returns the key's tenant, or nil when auth is on and the key is
- * missing or unknown (the caller answers 401). With auth off: nil, and `off` = true.
+ * missing or unknown (the caller answers 401). With auth off: nil, and `off` = true. The third
+ * value says whether the key may call the admin routes.
  */
-export function authenticate(): LuaMultiReturn<[string | undefined, boolean]> {
-    if (!enabled) return $multi(undefined, true);
+export function authenticate(): LuaMultiReturn<[string | undefined, boolean, boolean]> {
+    if (!enabled) return $multi(undefined, true, false);
     const key = presented_key();
-    if (key === undefined) return $multi(undefined, false);
-    return $multi(tenant_for_key(key), false);
+    if (key === undefined) return $multi(undefined, false, false);
+    const [tenant, admin] = tenant_for_key(key);
+    return $multi(tenant, false, admin);
 }

@@ -81,7 +81,7 @@ export interface IdempotencyConfig {
     enabled: boolean;
     ttl_seconds: number;
     size_mb: number;
-    /** Records kept per tenant; past it the tenant's own oldest go first. */
+    /** Records kept per tenant (both backends); past it the tenant's own oldest go first. */
     max_keys_per_tenant: number;
     /** An in-flight marker lives the route's Router timeout plus this long. */
     in_flight_grace_seconds: number;
@@ -92,6 +92,8 @@ export interface ApiKeyConfig {
     /** SHA-256 of the key, 64 lower-case hex characters. */
     key_sha256: string;
     name?: string;
+    /** May call the admin nats_routes (CONTRACT §12). */
+    admin: boolean;
 }
 
 export interface AuthConfig {
@@ -124,7 +126,11 @@ export interface MigrationConfig {
     enabled: boolean;
     legacy_url?: string;
     share_percent: number;
+    /** Unknown paths go to the old gateway (CONTRACT §14); rendered into nginx.conf. */
+    proxy_unknown_paths: boolean;
     allow_override: boolean;
+    /** Client networks (CIDRs) allowed to use the override (rendered into a geo map); empty: any. */
+    override_from: string[];
     legacy_timeout_ms: number;
     legacy_keepalive: number;
     shadow: ShadowConfig;
@@ -164,6 +170,21 @@ export interface DnsConfig {
     ipv6: boolean;
 }
 
+/** An HTTP → NATS request/reply route (CONTRACT §12), served by handlers/nats_route. */
+export interface NatsRouteConfig {
+    name: string;
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+    /** `/`-separated literals and `{name}` parameters. */
+    path: string;
+    subject: string;
+    body: "empty" | "forward" | "path_params";
+    timeout_ms?: number;
+    /** A key of `routes`: whose rate limit counts this route. */
+    rate_limit_route: string;
+    /** With auth on: only `admin: true` keys. */
+    admin: boolean;
+}
+
 export interface GatewayConfig {
     version: string;
     /** The hosts file's names resolved at render time: name (lower case) → address. */
@@ -172,17 +193,20 @@ export interface GatewayConfig {
     server: ServerConfig;
     log: LogConfig;
     nats: NatsConfig;
-    router: { decide_subject: string; request_timeout_ms: number };
+    router: { decide_subject: string; request_timeout_ms: number; admin_timeout_ms?: number };
     limits: { body_bytes: number };
-    routes: { decide: RouteConfig; messages: RouteConfig };
+    routes: { decide: RouteConfig; messages: RouteConfig; admin: RouteConfig; [name: string]: RouteConfig | undefined };
+    nats_routes: NatsRouteConfig[];
     response_format: "canonical" | "flat";
-    decision_cache: { ttl_seconds: number; size_mb: number };
+    decision_cache: { ttl_seconds: number; size_mb: number; max_per_tenant: number };
     rate_limit: RateLimitBackendConfig;
     state: StateConfig;
     idempotency: IdempotencyConfig;
     auth: AuthConfig;
     cors: CorsConfig;
     metrics: { size_mb: number };
+    /** /health details (NATS server, version): always, or for clients in details_from (a geo map). */
+    health: { details: boolean; details_from: string[] };
     migration: MigrationConfig;
 }
 

@@ -22,6 +22,8 @@ export interface Ffi {
     C: unknown;
     new: (this: void, ct: string, ...init: unknown[]) => FfiCdata;
     string(this: void, p: FfiCdata, len?: number): string;
+    /** A pointer view of a value, e.g. `cast("const uint8_t *", s)` over a Lua string's bytes. */
+    cast(this: void, ct: string, value: unknown): FfiCdata;
 }
 
 const LIB_NAMES = ["crypto", "libcrypto.so.3", "libcrypto.so"];

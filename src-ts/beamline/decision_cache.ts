@@ -4,15 +4,24 @@
  * Stored under the request_id and, when given, the message_id; exactly the 200 body's bytes.
  * Keys are prefixed by the tenant, so another tenant never sees an entry.
  *
+ * Per-tenant bound, local backend (issue 17): entries are written with `safe_set` (nginx never
+ * evicts another tenant's decision to make room) and each tenant keeps at most
+ * `decision_cache.max_per_tenant` ids (beamline.tenant_ring: past it, its own oldest go first).
+ * When the dict is full a new decision is not stored. Both counted in
+ * gateway_decision_cache_evictions_total{reason}.
+ *
  * With `state.backend: redis` (CONTRACT §13) decisions live in Redis, written by
  * idempotency.complete (in the same round trip as the Idempotency-Key outcome), before the answer
  * is sent, so a lookup on any instance finds them once the client has the answer. Each is a
- * plain key with the TTL: no per-tenant index, since a tenant's stored decisions are already
- * bounded by its rate limit (at most 2 × limit per window × ttl / window keys) and expire by
- * themselves.
+ * plain key with the TTL: no per-tenant index (`max_per_tenant` applies to the local dict only),
+ * since a tenant's stored decisions are already bounded by its rate limit (at most 2 × limit per
+ * window × ttl / window keys) and expire by themselves.
  */
 import * as config from "./config";
 import * as state_redis from "./state_redis";
+import * as metrics from "./metrics";
+import * as tenant_ring from "./tenant_ring";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_decisions";
 
@@ -21,19 +30,29 @@ function key(tenant: string, id: string): string {
     return tenant + "|" + id;
 }
 
+/** Stores one id of a tenant's decision (not stored when the dict is full). */
+function store_one(dict: NgxSharedDict, tenant: string, id: string, body: string, ttl: number, max: number): void {
+    const k = key(tenant, id);
+    let [ok, err] = dict.safe_set(k, body, ttl);
+    if (!ok && err === "no memory" && tenant_ring.reclaim(dict)) [ok, err] = dict.safe_set(k, body, ttl);
+    if (!ok) {
+        if (err === "no memory") metrics.decision_eviction("no_memory");
+        log_line.write(ngx.WARN, "beamline: cannot cache decision: ", err);
+        return;
+    }
+    const [evicted] = tenant_ring.track(dict, tenant, k, max, ttl);
+    if (evicted) metrics.decision_eviction("tenant_quota");
+}
+
 export function store(tenant: string, request_id: string, message_id: string | undefined, body: string): void {
     const dict = ngx.shared[DICT];
     if (dict === undefined) {
         return;
     }
-    const ttl = config.get().decision_cache.ttl_seconds;
-    // Evicting old entries under memory pressure is fine: this is a cache, not a store.
-    const [ok, err] = dict.set(key(tenant, request_id), body, ttl);
-    if (!ok) {
-        ngx.log(ngx.WARN, "beamline: cannot cache decision: ", err);
-    }
+    const cfg = config.get().decision_cache;
+    store_one(dict, tenant, request_id, body, cfg.ttl_seconds, cfg.max_per_tenant);
     if (message_id !== undefined && message_id !== request_id) {
-        dict.set(key(tenant, message_id), body, ttl);
+        store_one(dict, tenant, message_id, body, cfg.ttl_seconds, cfg.max_per_tenant);
     }
 }
 

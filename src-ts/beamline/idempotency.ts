@@ -12,21 +12,30 @@
  * with the original X-Request-Id / X-Trace-Id. The owner `complete`s with its final status: < 500
  * stores the response, a 5xx deletes the entry so the client may retry. If the request dies
  * without completing, the log phase (`release_unfinished`) deletes its in-flight entry.
- * The hash is part of each entry, so an entry evicted under memory pressure can only be missing,
- * never answer for another body.
+ * The hash is part of each entry, so an entry that is gone can only be missing, never answer for
+ * another body.
+ *
+ * Per-tenant bound, local backend (issue 17): entries are written with `safe_add`/`safe_set`
+ * only, so nginx never evicts one tenant's entry to make room for another's; each tenant keeps at
+ * most `max_keys_per_tenant` (beamline.tenant_ring: past it, its own oldest go first). A full dict
+ * refuses a new key with `full` (the handler answers 503: running it unrecorded could run a retry
+ * twice). Both are counted in gateway_idempotency_evictions_total{reason}.
  *
  * With `state.backend: redis` (CONTRACT §13) the same entries live in Redis (beamline.state_redis),
  * so every instance sees them: `begin` is one script (SET NX PX of the marker, else GET; the
- * tenant's records bounded by `max_keys_per_tenant`, its own oldest evicted first), `complete`
- * one script that also stores the decision. The Redis marker is "P" <sha256 hex> <owner token>,
- * so only the request that set it can store or release it. Redis down: `fail_open` runs the
- * request without idempotency, `fail_closed` answers 503 (`begin` returns "unavailable").
+ * tenant's records bounded by the same `max_keys_per_tenant`, its own oldest evicted first),
+ * `complete` one script that also stores the decision. The Redis marker is "P" <sha256 hex>
+ * <owner token>, so only the request that set it can store or release it. Redis down: `fail_open`
+ * runs the request without idempotency, `fail_closed` answers 503 (`begin` returns "unavailable").
  */
 import * as config from "./config";
 import * as crypto from "./crypto";
 import * as ids from "./ids";
 import * as decision_cache from "./decision_cache";
 import * as state_redis from "./state_redis";
+import * as metrics from "./metrics";
+import * as tenant_ring from "./tenant_ring";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_idempotency";
 const CTX_KEY = "beamline_idem_key";
@@ -41,7 +50,7 @@ const tonum = tonumber;
 const ceil = math.ceil;
 const floor = math.floor;
 
-export type Begin = "run" | "replay" | "in_flight" | "mismatch" | "unavailable";
+export type Begin = "run" | "replay" | "in_flight" | "mismatch" | "full" | "unavailable";
 
 /** The dict key: tenant ids and route names cannot contain "|", and the client key comes last. */
 export function entry_key(tenant: string, route: string, key: string): string {
@@ -154,30 +163,38 @@ export function begin(
     }
     const d = get_dict();
     if (d === undefined || hash === undefined) {
-        ngx.log(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
+        log_line.write(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
         return $multi("run", 0, "", "", "");
     }
     const k = entry_key(tenant, route, key);
-    const lock_ttl = ceil(timeout_ms / 1000) + 60;
+    const cfg = config.get().idempotency;
+    const lock_ttl = ceil(timeout_ms / 1000) + cfg.in_flight_grace_seconds;
     // Two rounds: an entry may expire between a failed add and the get.
     for (let round = 0; round < 2; round++) {
-        const [ok, err] = d.add(k, "P" + hash, lock_ttl);
+        let [ok, err] = d.safe_add(k, "P" + hash, lock_ttl);
+        if (!ok && err === "no memory" && tenant_ring.reclaim(d)) [ok, err] = d.safe_add(k, "P" + hash, lock_ttl);
         if (ok) {
             const ctx = ngx.ctx;
             ctx[CTX_KEY] = k;
             ctx[CTX_HASH] = hash;
             ngx.var[PENDING_VAR] = "1";
+            const [evicted] = tenant_ring.track(d, tenant, k, cfg.max_keys_per_tenant, cfg.ttl_seconds);
+            if (evicted) metrics.idempotency_eviction("tenant_quota");
             return $multi("run", 0, "", "", "");
         }
+        if (err === "no memory") {
+            metrics.idempotency_eviction("no_memory");
+            return $multi("full", 0, "", "", "");
+        }
         if (err !== "exists") {
-            ngx.log(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
+            log_line.write(ngx.ERR, "beamline: cannot store an idempotency entry: ", err);
             return $multi("run", 0, "", "", "");
         }
         const [v] = d.get(k);
         if (typeof v === "string") {
             const [kind, stored_hash, status, rid, tid, body] = decode(v);
             if (kind === undefined) {
-                ngx.log(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
+                log_line.write(ngx.ERR, "beamline: malformed idempotency entry, dropping it");
                 d.delete(k);
             } else if (stored_hash !== hash) {
                 return $multi("mismatch", 0, "", "", "");
@@ -269,10 +286,13 @@ export function complete(
         return true;
     }
     const ttl = config.get().idempotency.ttl_seconds;
-    const [ok, err] = d.set(k, encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body), ttl);
+    const entry = encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body);
+    let [ok, err] = d.safe_set(k, entry, ttl);
+    if (!ok && err === "no memory" && tenant_ring.reclaim(d)) [ok, err] = d.safe_set(k, entry, ttl);
     if (!ok) {
+        if (err === "no memory") metrics.idempotency_eviction("no_memory");
         // Could not store (too big for the dict): release, so a repeat runs instead of waiting.
-        ngx.log(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
+        log_line.write(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
         d.delete(k);
     }
     return true;
@@ -293,7 +313,7 @@ export function release_unfinished(): void {
     ctx[CTX_KEY] = undefined;
     if (config.get().state.backend === "redis") {
         const [ok, err] = ngx.timer.at(0, release_redis, k, ctx[CTX_INDEX] as string, ctx[CTX_MARKER] as string);
-        if (!ok) ngx.log(ngx.WARN, "beamline: cannot release an Idempotency-Key in Redis (it expires): ", err);
+        if (!ok) log_line.write(ngx.WARN, "beamline: cannot release an Idempotency-Key in Redis (it expires): ", err);
         return;
     }
     const d = get_dict();

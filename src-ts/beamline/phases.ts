@@ -5,6 +5,7 @@
 import * as config from "./config";
 import * as health from "./handlers/health";
 import * as api from "./handlers/api";
+import * as nats_route from "./handlers/nats_route";
 import * as connection from "./nats/connection";
 import * as auth from "./auth";
 import * as cors from "./cors";
@@ -12,6 +13,8 @@ import * as dns from "./dns";
 import * as idempotency from "./idempotency";
 import * as metrics from "./metrics";
 import * as traffic from "./traffic";
+import * as utf8 from "./utf8";
+import * as log_line from "./log_line";
 
 type Handler = () => void;
 
@@ -25,6 +28,7 @@ const handlers: { [route: string]: Handler | undefined } = {
     messages: api.messages,
     decision_lookup: api.decision_lookup,
     metrics: metrics.serve,
+    ui_metrics: metrics.serve_ui,
     not_found: health.not_found,
 };
 
@@ -45,13 +49,32 @@ let shadow_log = false;
 function install_traffic_switch(cfg: config.GatewayConfig): void {
     traffic.configure(cfg.migration, cfg.limits.body_bytes);
     shadow_log = traffic.shadow_enabled();
+    // With auth on, the front door (key, tenant, rate limit) runs before the split (issue 17).
+    const admit = cfg.auth.enabled ? api.admit : undefined;
     for (const [route, handler] of pairs(api_handlers)) {
-        handlers[route as string] = cfg.migration.enabled ? () => traffic.dispatch(handler) : handler;
+        const name = route as string;
+        handlers[name] = cfg.migration.enabled ? () => traffic.dispatch(name, handler, admit) : handler;
     }
 }
 
 /** How often each worker adds its NATS counters to the shared metrics (seconds). */
 const METRICS_FLUSH_SECONDS = 1;
+
+/**
+ * At info and debug nginx itself writes request headers into the error log (e.g. `client sent
+ * duplicate header line: "Authorization: Bearer <key>"`): said once at start, where operators
+ * look (issue 17; the default is notice).
+ */
+function warn_log_level(level: string): void {
+    if (level === "info" || level === "debug") {
+        log_line.write(
+            ngx.WARN,
+            "beamline: log.level is ",
+            level,
+            ": nginx writes request headers, API keys included, into the error log at this level; use notice or above outside debugging",
+        );
+    }
+}
 
 /**
  * init_by_lua: load the validated config in the master so every worker inherits it. Loading
@@ -67,11 +90,26 @@ export function init(configPath: string): void {
     // The NATS client certificate is read here, in the master: workers may not read the key.
     const [tok, terr] = connection.load_client_cert(cfg.nats.tls);
     if (tok === undefined) error("beamline: " + terr, 0);
+    warn_log_level(cfg.log.level);
     // Lookup tables built once here are inherited by every worker.
     dns.configure(cfg.dns_hosts);
     auth.configure(cfg.auth);
     cors.configure(cfg.cors);
     install_traffic_switch(cfg);
+    install_nats_routes(cfg);
+}
+
+/**
+ * The configured NATS routes (§12): one handler per nginx location (a path), named after its
+ * first route; their requests count as API requests for /_metrics.
+ */
+function install_nats_routes(cfg: config.GatewayConfig): void {
+    for (const name of nats_route.configure(cfg)) {
+        handlers[name] = () => nats_route.serve(name);
+    }
+    const names: string[] = [];
+    for (const r of cfg.nats_routes) names.push(r.name);
+    metrics.add_ui_routes(names);
 }
 
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
@@ -80,11 +118,11 @@ export function init_worker(): void {
     const [ok, err] = connection.start({ ...cfg.nats, request_timeout_ms: cfg.router.request_timeout_ms });
     if (ok === undefined) {
         // The config was validated, so this is a bug; the worker still serves health and errors.
-        ngx.log(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
+        log_line.write(ngx.ERR, "beamline: cannot start the NATS connection: ", err);
     }
     const [tok, terr] = ngx.timer.every(METRICS_FLUSH_SECONDS, metrics.on_timer);
     if (tok === undefined) {
-        ngx.log(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
+        log_line.write(ngx.ERR, "beamline: cannot start the metrics timer: ", terr);
     }
 }
 
@@ -93,24 +131,41 @@ export function content(route: string): void {
     const handler = handlers[route];
     if (handler === undefined) {
         // A template names a route the Lua side does not know: a build bug, not a client error.
-        ngx.log(ngx.ERR, "beamline: no handler for route ", route);
+        log_line.write(ngx.ERR, "beamline: no handler for route ", route);
         return ngx.exit(500);
     }
     handler();
 }
 
 /**
- * log_by_lua (every request): request metrics, and the release of an Idempotency-Key whose
- * request ended without completing (only then is `$beamline_idem_pending` set).
+ * log_by_lua (every request): the access log's path made valid UTF-8, request metrics, and the
+ * release of an Idempotency-Key whose request ended without completing (only then is
+ * `$beamline_idem_pending` set).
  */
 export function log(): void {
-    if (ngx.var["beamline_idem_pending"] === "1") {
+    const v = ngx.var;
+    // The access log's path is the decoded URI: `%ff` would make the JSON line invalid UTF-8
+    // (dropped by strict pipelines). Runs before the access log is written; ASCII costs one scan.
+    const path = v["beamline_log_path"];
+    if (path !== undefined && utf8.has_high(path)) {
+        v["beamline_log_path_utf8"] = utf8.sanitize(path);
+    }
+    if (v["beamline_idem_pending"] === "1") {
         idempotency.release_unfinished();
     }
     metrics.log_request();
     if (shadow_log) {
         traffic.after_response();
     }
+}
+
+/** content_by_lua of the error_page location of nginx's own `status` (413, CONTRACT §14). */
+export function nginx_error(status: number): void {
+    if (status === 413) {
+        return api.nginx_413();
+    }
+    log_line.write(ngx.ERR, "beamline: no handler for nginx error ", status);
+    return ngx.exit(500);
 }
 
 /** body_filter_by_lua of the API routes, rendered only with migration.shadow on. */
@@ -122,7 +177,7 @@ export function body_filter(): void {
 export function shadow_content(route: string): void {
     const handler = api_handlers[route];
     if (handler === undefined) {
-        ngx.log(ngx.ERR, "beamline: no handler for route ", route);
+        log_line.write(ngx.ERR, "beamline: no handler for route ", route);
         return ngx.exit(500);
     }
     handler();

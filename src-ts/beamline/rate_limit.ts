@@ -16,6 +16,7 @@
 import * as config from "./config";
 import * as metrics from "./metrics";
 import * as state_redis from "./state_redis";
+import * as log_line from "./log_line";
 
 const DICT = "beamline_ratelimit";
 const floor = math.floor;
@@ -51,14 +52,14 @@ function count_local(key: string, window: number): number {
     if (dict === undefined) {
         dict = ngx.shared[DICT];
         if (dict === undefined) {
-            ngx.log(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; rate limits are off");
+            log_line.write(ngx.ERR, "beamline: lua_shared_dict ", DICT, " is missing; rate limits are off");
             return 0;
         }
     }
     const [n, err] = dict.incr(key, 1, 0, window);
     if (n === undefined) {
         // Only "no memory" when even eviction cannot make room: let the request through.
-        ngx.log(ngx.ERR, "beamline: rate limit counter failed: ", err);
+        log_line.write(ngx.ERR, "beamline: rate limit counter failed: ", err);
         return 0;
     }
     return n;
@@ -69,9 +70,10 @@ function count_local(key: string, window: number): number {
  * X-RateLimit-* headers. Returns the outcome ("unavailable": Redis failed and
  * `on_error: fail_closed`), the limit, the window length and the seconds left in the window.
  */
-export function check(route: "decide" | "messages", tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
+export function check(route: string, tenant: string): LuaMultiReturn<[Outcome, number, number, number]> {
     const cfg = config.get();
-    const rl = cfg.routes[route].rate_limit;
+    // A key of the validated `routes` section (nats_routes name theirs: rate_limit_route).
+    const rl = (cfg.routes[route] as config.RouteConfig).rate_limit;
     const limit = rl.limit;
     const window = rl.window_seconds;
     const now = ngx.time();

@@ -34,6 +34,7 @@ import type { RedisConfig } from "./config";
 import * as config from "./config";
 import * as metrics from "./metrics";
 import * as dns from "./dns";
+import * as log_line from "./log_line";
 
 type Reply = string | number | NgxNull | false | undefined;
 
@@ -174,7 +175,7 @@ export function failed(op: Op, err: string): void {
     const now = ngx.now();
     if (now - last_log >= 1) {
         const more = suppressed > 0 ? " (" + suppressed + " more failures since the last line)" : "";
-        ngx.log(ngx.WARN, "beamline: Redis state backend: ", op, ": ", err, more);
+        log_line.write(ngx.WARN, "beamline: Redis state backend: ", op, ": ", err, more);
         last_log = now;
         suppressed = 0;
     } else {

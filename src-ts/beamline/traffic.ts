@@ -7,7 +7,10 @@
  * tenant at a given share, and raising the share only adds tenants to the new side. The tenant is
  * the X-Tenant-ID header; without it (legacy Nest bodies) `message.tenant_id`, else a top-level
  * `tenant_id`, of the JSON body; else "" (one bucket for all of them). `X-Beamline-Gateway:
- * legacy|new` forces a side (migration.allow_override).
+ * legacy|new` forces a side (migration.allow_override, for clients in migration.override_from).
+ * With auth on, the API key, the key's tenant and the tenant's rate limit are checked before the
+ * split, for both sides (the front door, `admit`): the old gateway never sees a request this one
+ * would have refused, and the override is only honoured for requests that passed.
  *
  * Shadow (migration.shadow): the request is also sent to the side that did not answer it, and
  * both answers (status, JSON body without volatile keys) are compared and counted in
@@ -26,6 +29,7 @@ import * as json from "./json";
 import * as util from "./util";
 import * as metrics from "./metrics";
 import type { MigrationConfig } from "./config";
+import * as log_line from "./log_line";
 
 declare global {
     /** @noSelf */
@@ -46,6 +50,7 @@ const sfind = string.find;
 const smatch = string.match;
 const ssub = string.sub;
 const sgsub = string.gsub;
+const sgmatch = string.gmatch;
 const concat = table.concat;
 const random = math.random;
 
@@ -53,7 +58,7 @@ type Side = "new" | "legacy";
 
 // Set once by configure() in the master (init_by_lua); workers inherit them.
 let share = 0;
-let allow_override = true;
+let allow_override = false;
 let body_limit = 1048576;
 let shadow_on = false;
 let direction: "other" | "legacy" | "new" = "other";
@@ -116,29 +121,49 @@ function request_tenant(): string {
     return tenant_from_body(raw);
 }
 
-/** The side by share and tenant; 0 % and 100 % need no tenant (and read no body). */
-function side_by_share(): Side {
+/**
+ * The side by share and tenant; 0 % and 100 % need no tenant (and read no body). With auth on,
+ * a request that names no tenant is split by its API key's tenant (`key_tenant`).
+ */
+function side_by_share(key_tenant: string | undefined): Side {
     if (share <= 0) return "legacy";
     if (share >= 100) return "new";
-    return bucket(request_tenant()) < share ? "new" : "legacy";
+    let t = request_tenant();
+    if (t === "" && key_tenant !== undefined) t = key_tenant;
+    return bucket(t) < share ? "new" : "legacy";
 }
 
 /**
- * The content phase of an API route while the switch is on: picks the side, marks the request
- * for the shadow, and either runs `handler` (the new path) or hands the request to nginx's proxy
- * to the old gateway.
+ * The front door (auth on): checks the API key, the key's tenant and the tenant's rate limit
+ * before the split, for both sides (handlers/api.ts `admit`); ends the request on a failure.
+ * Returns the key's tenant, or nil for a request that is not an API call (answered here).
  */
-export function dispatch(handler: () => void): void {
+export type Admit = (route: string) => string | undefined;
+
+/**
+ * The content phase of an API route while the switch is on: with auth on, the front door first
+ * (`admit`: trust is decided before any side is picked); then picks the side, marks the request
+ * for the shadow, and either runs `handler` (the new path) or hands the request to nginx's proxy
+ * to the old gateway. The override header counts only when `allow_override` is on, the client
+ * is in `override_from`, and (auth on) the request passed the front door.
+ */
+export function dispatch(route: string, handler: () => void, admit: Admit | undefined): void {
     const v = ngx.var;
     let side: Side | undefined;
-    if (allow_override) {
+    let key_tenant: string | undefined;
+    if (admit !== undefined) {
+        key_tenant = admit(route);
+        // Not an API call (405, CORS preflight): answered here, never by the old gateway.
+        if (key_tenant === undefined) side = "new";
+    }
+    if (side === undefined && allow_override && v["beamline_override_client"] === "1") {
         const o = v["http_x_beamline_gateway"];
         if (o !== undefined) {
             const lo = slower(o);
             if (lo === "new" || lo === "legacy") side = lo;
         }
     }
-    if (side === undefined) side = side_by_share();
+    if (side === undefined) side = side_by_share(key_tenant);
     metrics.traffic_request(side);
     if (shadow_on) {
         // Read by the log phase (after an ngx.exec too: nginx variables survive it, ngx.ctx not).
@@ -148,10 +173,54 @@ export function dispatch(handler: () => void): void {
         }
     }
     if (side === "legacy") {
+        strip_hop_by_hop();
         return ngx.exec("@beamline_legacy");
     }
     ngx.header["X-Beamline-Gateway"] = "new";
     handler();
+}
+
+/** Never removed for being named in Connection: nginx frames the request with these itself. */
+const FRAMING: { [name: string]: boolean } = { host: true, "content-length": true, "transfer-encoding": true };
+
+/**
+ * Adds to `out` the header names listed in `value` (a Connection or Proxy-Connection value, or
+ * several), lower-cased; framing headers are left out.
+ */
+function add_tokens(value: NgxHeaderValue | undefined, out: { [name: string]: boolean }): void {
+    if (value === undefined) return;
+    if (typeof value !== "string") {
+        for (const x of value as string[]) add_tokens(x, out);
+        return;
+    }
+    for (const [token] of sgmatch(slower(value), "[^%s,]+")) {
+        if (FRAMING[token] !== true) out[token] = true;
+    }
+}
+
+/**
+ * The hop-by-hop headers of this request (RFC 9110 §7.6.1): those the client named in Connection
+ * and in the obsolete Proxy-Connection, and Proxy-Connection itself. Nil when there are none
+ * (a plain `Connection: keep-alive` names nothing else).
+ */
+function hop_by_hop(headers: { [name: string]: NgxHeaderValue | undefined }): { [name: string]: boolean } | undefined {
+    const c = headers["connection"];
+    const pc = headers["proxy-connection"];
+    if (pc === undefined && (c === undefined || c === "keep-alive" || c === "close")) return undefined;
+    const out: { [name: string]: boolean } = {};
+    add_tokens(c, out);
+    add_tokens(pc, out);
+    if (pc !== undefined) out["proxy-connection"] = true;
+    return out;
+}
+
+/** Before the proxy to the old gateway: removes the request's hop-by-hop headers. */
+function strip_hop_by_hop(): void {
+    const hop = hop_by_hop(util.request_headers());
+    if (hop === undefined) return;
+    for (const [name] of pairs(hop)) {
+        ngx.req.clear_header(name as string);
+    }
 }
 
 /** True inside the shadow listener's requests (the mirrored new path): no stored side effects. */
@@ -221,12 +290,22 @@ function drop(reason: string): void {
     metrics.shadow_dropped(reason);
 }
 
-/** The HTTP/1.0 request the mirror sends (the connection closes after the answer). */
-function build_request(method: string, uri: string, headers: { [name: string]: NgxHeaderValue | undefined }, body: string): string[] {
+/**
+ * The HTTP/1.0 request the mirror sends (the connection closes after the answer); without the
+ * fixed hop-by-hop headers and those the client named in Connection (`hop`).
+ */
+function build_request(
+    method: string,
+    uri: string,
+    headers: { [name: string]: NgxHeaderValue | undefined },
+    body: string,
+    hop: { [name: string]: boolean } | undefined,
+): string[] {
     const out: string[] = [method, " ", uri, " HTTP/1.0\r\nHost: beamline-shadow\r\nContent-Length: ", tostring(body.length), "\r\n"];
     for (const [k, v] of pairs(headers)) {
         const name = k as string;
-        if (SKIP_HEADERS[slower(name)] === true) continue;
+        const lname = slower(name);
+        if (SKIP_HEADERS[lname] === true || (hop !== undefined && hop[lname] === true)) continue;
         if (typeof v === "string") {
             out.push(name, ": ", v, "\r\n");
         } else {
@@ -258,7 +337,7 @@ export function after_response(): void {
     const job: Job = {
         route: v["beamline_route"] ?? "",
         side: v["beamline_side"] === "new" ? "new" : "legacy",
-        request: build_request(ngx.req.get_method(), v["request_uri"] ?? "/", headers, body),
+        request: build_request(ngx.req.get_method(), v["request_uri"] ?? "/", headers, body, hop_by_hop(util.request_headers())),
         status: ngx.status,
         body: c !== undefined ? concat(c.parts) : "",
         trace_id: v["sent_http_x_trace_id"] ?? v["http_x_trace_id"] ?? "",
@@ -379,7 +458,7 @@ function log_error(job: Job, target: Side, why: string): void {
     last_error_log = now;
     const more = suppressed_errors > 0 ? " (" + suppressed_errors + " more since the last line)" : "";
     suppressed_errors = 0;
-    ngx.log(
+    log_line.write(
         ngx.WARN,
         "beamline: shadow error route=",
         job.route,
@@ -388,9 +467,9 @@ function log_error(job: Job, target: Side, why: string): void {
         " error=",
         why,
         " trace_id=",
-        job.trace_id,
+        log_line.field(job.trace_id),
         " request_id=",
-        job.request_id,
+        log_line.field(job.request_id),
         more,
     );
 }
@@ -414,8 +493,9 @@ function mirror_once(job: Job): void {
         return;
     }
     metrics.shadow_result("mismatch");
-    // One line, no bodies or headers: where they differ and the ids to find both answers.
-    ngx.log(
+    // One line, no bodies or headers: where they differ and the ids to find both answers. The ids
+    // of a request the old side answered are the client's raw headers: `field` escapes them.
+    log_line.write(
         ngx.WARN,
         "beamline: shadow mismatch route=",
         job.route,
@@ -430,11 +510,11 @@ function mirror_once(job: Job): void {
         " diff=",
         safe_path(where ?? "?"),
         " trace_id=",
-        job.trace_id,
+        log_line.field(job.trace_id),
         " request_id=",
-        job.request_id,
+        log_line.field(job.request_id),
         " tenant_id=",
-        job.tenant_id,
+        log_line.field(job.tenant_id),
     );
 }
 
@@ -448,6 +528,6 @@ function mirror(premature: boolean, job: Job): void {
     inflight -= 1;
     if (!ok) {
         metrics.shadow_result("error");
-        ngx.log(ngx.ERR, "beamline: shadow comparison failed: ", err);
+        log_line.write(ngx.ERR, "beamline: shadow comparison failed: ", err);
     }
 }

@@ -8,6 +8,8 @@
  * in `ngx.ctx`.
  */
 import json = require("./json");
+import utf8 = require("./utf8");
+import * as log_line from "./log_line";
 
 const lower = string.lower;
 const find = string.find;
@@ -16,7 +18,7 @@ const json_decode = json.decode;
 const json_encode = json.encode;
 const ERR_TOO_DEEP = json.ERR_TOO_DEEP;
 
-export type BodyErrorCode = "payload_too_large" | "invalid_json" | "not_object" | "too_deep" | "empty_body" | "internal";
+export type BodyErrorCode = "payload_too_large" | "invalid_json" | "invalid_utf8" | "not_object" | "too_deep" | "empty_body" | "internal";
 
 export interface ErrorContext {
     request_id?: string;
@@ -114,7 +116,7 @@ function read_body(limit_bytes: number): LuaMultiReturn<[string, undefined, unde
         }
         const [f] = io.open(path, "rb");
         if (f === undefined) {
-            ngx.log(ngx.ERR, "beamline.util: cannot open request body file");
+            log_line.write(ngx.ERR, "beamline.util: cannot open request body file");
             return $multi(undefined, "internal", "failed to read the request body");
         }
         const [size] = f.seek("end");
@@ -138,6 +140,7 @@ function read_body(limit_bytes: number): LuaMultiReturn<[string, undefined, unde
 /**
  * Decodes a raw body that must be a JSON object.
  * Returns `object, nil` or `nil, code, message` with code `empty_body` (empty or whitespace),
+ * `invalid_utf8` (RFC 8259: the text must be UTF-8),
  * `too_deep` (nesting beyond `max_depth`, default 64), `invalid_json`, `not_object`.
  */
 function decode_body_json(
@@ -146,6 +149,10 @@ function decode_body_json(
 ): LuaMultiReturn<[{ [key: string]: unknown }, undefined, undefined] | [undefined, BodyErrorCode, string]> {
     if (find(raw, "^[ \t\n\r]*$")[0] !== undefined) {
         return $multi(undefined, "empty_body", "request body is empty");
+    }
+    // RFC 8259: JSON text is UTF-8; cjson does not check. One scan for a byte >= 0x80 first.
+    if (utf8.invalid_at(raw) !== undefined) {
+        return $multi(undefined, "invalid_utf8", "request body is not valid UTF-8");
     }
     const [value, err, is_object] = json_decode(raw, max_depth);
     if (err !== undefined) {
@@ -197,13 +204,15 @@ function json_response(status: number, body: unknown, headers?: HeaderMap): neve
     } else if (body !== undefined) {
         const [text, err] = json_encode(body);
         if (text === undefined) {
-            ngx.log(ngx.ERR, "beamline.util: cannot encode response body: ", err);
+            log_line.write(ngx.ERR, "beamline.util: cannot encode response body: ", err);
             status = 500;
             out = INTERNAL_BODY;
         } else {
             out = text;
         }
     }
+    // Every JSON body is valid UTF-8 (echoed paths, Router replies): invalid bytes become U+FFFD.
+    if (out !== undefined) out = utf8.sanitize(out);
     ngx.status = status;
     ngx.header["Content-Type"] = "application/json";
     if (headers !== undefined) {
@@ -231,7 +240,7 @@ function details_json(details: unknown): string {
     }
     const [text, err] = json_encode(details);
     if (text === undefined || find(text, "{", 1, true)[0] !== 1) {
-        ngx.log(ngx.ERR, "beamline.util: error details are not a JSON object: ", err);
+        log_line.write(ngx.ERR, "beamline.util: error details are not a JSON object: ", err);
         return "{}";
     }
     return text;

@@ -24,6 +24,7 @@ import * as rate_limit from "../rate_limit";
 import * as idempotency from "../idempotency";
 import * as metrics from "../metrics";
 import * as traffic from "../traffic";
+import * as log_line from "../log_line";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -32,9 +33,12 @@ const ssub = string.sub;
 const sformat = string.format;
 
 type ApiRoute = "decide" | "messages";
-type Context = model.DecideErrorContext;
+export type Context = model.DecideErrorContext;
 
 const RETRY_AFTER = { "Retry-After": "1" };
+/** ngx.ctx key: the API key's tenant of a request admitted by the traffic switch's front door. */
+const ADMITTED = "beamline_admitted";
+const ADMITTED_ADMIN = "beamline_admitted_admin";
 const WWW_AUTHENTICATE = { "WWW-Authenticate": "Bearer" };
 /** `details.endpoint` of a 429: the route's path. */
 const ENDPOINTS = { decide: "/api/v1/routes/decide", messages: "/api/v1/messages", decision_lookup: "/api/v1/routes/decide/{id}" };
@@ -43,7 +47,7 @@ const ENDPOINTS = { decide: "/api/v1/routes/decide", messages: "/api/v1/messages
  * Sets the id headers every API response carries, errors included (CONTRACT §2), and the
  * tenant for the access log.
  */
-function set_id_headers(c: Context): void {
+export function set_id_headers(c: Context): void {
     ngx.header["X-Trace-Id"] = c.trace_id;
     ngx.header["X-Request-Id"] = c.request_id;
     ngx.var["beamline_tenant_id"] = c.tenant_id;
@@ -53,7 +57,7 @@ function set_id_headers(c: Context): void {
  * Sends a gateway error. When this request holds an Idempotency-Key, the error is its final
  * response: stored when < 500, the key released otherwise.
  */
-function fail(status: number, code: string, message: string, c: Context, details?: object, headers?: util.HeaderMap): never {
+export function fail(status: number, code: string, message: string, c: Context, details?: object, headers?: util.HeaderMap): never {
     set_id_headers(c);
     const body = util.error_body(code, message, details, c);
     idempotency.complete(status, body, c.request_id, c.trace_id);
@@ -75,7 +79,7 @@ function single_header(name: string, label: string, hdr: model.DecideHeaders): s
 }
 
 /** The request headers the API uses, validated (§2, §10). Ends the request on a bad one. */
-function read_headers(): LuaMultiReturn<[model.DecideHeaders, string | undefined]> {
+export function read_headers(): LuaMultiReturn<[model.DecideHeaders, string | undefined]> {
     const hdr: model.DecideHeaders = {};
     hdr.tenant_id = single_header("x-tenant-id", "X-Tenant-ID", hdr);
     hdr.trace_id = single_header("x-trace-id", "X-Trace-ID", hdr);
@@ -115,12 +119,15 @@ function raw_headers(): model.DecideHeaders {
 }
 
 /**
- * Auth step (§2): returns the API key's tenant (nil when auth is off); ends the request with
- * 401 when auth is on and the key is missing or unknown.
+ * Auth step (§2): returns the API key's tenant (nil when auth is off) and whether it is an admin
+ * key; ends the request with 401 when auth is on and the key is missing or unknown.
  */
-function authenticate(): string | undefined {
-    const [tenant, off] = auth.authenticate();
-    if (off) return undefined;
+export function authenticate(): LuaMultiReturn<[string | undefined, boolean]> {
+    // Already checked at the front door of the traffic switch (admit): not hashed twice.
+    const admitted = ngx.ctx[ADMITTED] as string | undefined;
+    if (admitted !== undefined) return $multi(admitted, ngx.ctx[ADMITTED_ADMIN] === true);
+    const [tenant, off, admin] = auth.authenticate();
+    if (off) return $multi(undefined, false);
     if (tenant === undefined) {
         return fail(
             401,
@@ -131,11 +138,11 @@ function authenticate(): string | undefined {
             WWW_AUTHENTICATE,
         );
     }
-    return tenant;
+    return $multi(tenant, admin);
 }
 
 /** 403 when the API key belongs to another tenant than the request's. */
-function check_key_tenant(key_tenant: string | undefined, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
+export function check_key_tenant(key_tenant: string | undefined, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
     if (key_tenant !== undefined && key_tenant !== tenant) {
         return fail(403, "forbidden", "the API key is not valid for this tenant", model.error_context(body, hdr, false));
     }
@@ -145,9 +152,19 @@ function check_key_tenant(key_tenant: string | undefined, tenant: string, body: 
  * Rate-limit step (§5): counts the request on config route `limit_route`; ends it with 429 (or
  * 503 when the Redis backend is down and `fail_closed`). The headers stay on later responses.
  */
-function apply_rate_limit(limit_route: ApiRoute, endpoint: string, tenant: string, body: unknown, hdr: model.DecideHeaders): void {
+export function apply_rate_limit(
+    limit_route: string,
+    endpoint: string,
+    tenant: string,
+    body: unknown,
+    hdr: model.DecideHeaders,
+    front_door?: boolean,
+): void {
+    // Counted once: the front door of the traffic switch (admit) already counted this tenant.
+    if (ngx.ctx[ADMITTED] === tenant) return;
     const [outcome, limit, window, retry] = rate_limit.check(limit_route, tenant);
     if (outcome === "allowed") return;
+    if (front_door === true) cors.apply();
     const c = model.error_context(body, hdr, false);
     if (outcome === "unavailable") {
         return fail(503, "unavailable", "the rate limiter is unavailable", c, undefined, RETRY_AFTER);
@@ -163,7 +180,7 @@ function apply_rate_limit(limit_route: ApiRoute, endpoint: string, tenant: strin
 }
 
 /** Media type check of §10: absent, or exactly application/json (any parameters). */
-function content_type_ok(): boolean {
+export function content_type_ok(): boolean {
     const [ct, multiple] = get_header("content-type");
     if (multiple !== undefined) {
         return false;
@@ -183,7 +200,7 @@ function content_type_ok(): boolean {
  * A compressed body (Content-Encoding other than identity) is not decoded by the gateway: the
  * 415 says so instead of a confusing "not valid JSON". Returns the message, or undefined.
  */
-function content_encoding_error(): string | undefined {
+export function content_encoding_error(): string | undefined {
     const [ce] = get_header("content-encoding");
     if (ce === undefined) {
         return undefined;
@@ -196,7 +213,7 @@ function content_encoding_error(): string | undefined {
 }
 
 /** The effective body limit: the configured one, capped by the NATS server's max_payload. */
-function body_limit(): number {
+export function body_limit(): number {
     const configured = config.get().limits.body_bytes;
     const max_payload = router_client.max_payload();
     return max_payload < configured ? max_payload : configured;
@@ -220,6 +237,60 @@ function flat_body(reply: { [key: string]: unknown }, n: model.NormalizedDecide)
     return text;
 }
 
+/**
+ * The Router call (§4) of an API route: sets `$beamline_router_time` / `$beamline_router_code`
+ * for the access log and the metrics, and returns the reply bytes; a failure ends the request
+ * with its gateway error (504, 503, 413 or 500).
+ */
+export function call_router(payload: string, nats_headers: string[], subject: string, timeout_ms: number, c: Context): string {
+    ngx.update_time();
+    const t0 = ngx.now();
+    const [reply, failure] = router_client.decide(payload, nats_headers, subject, timeout_ms);
+    if (failure !== "payload_too_large" && failure !== "invalid_request") {
+        // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
+        // refused before publishing (too large, unencodable) has none.
+        ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
+        if (failure !== undefined) {
+            ngx.var["beamline_router_code"] = failure;
+        }
+    }
+    if (reply === undefined) {
+        if (failure === "timeout") {
+            return fail(504, "timeout", "the Router did not answer within " + timeout_ms + " ms", c);
+        }
+        if (failure === "no_responders") {
+            return fail(503, "unavailable", "no Router is listening", c, undefined, RETRY_AFTER);
+        }
+        if (failure === "not_connected") {
+            return fail(503, "unavailable", "the gateway is not connected to NATS", c, undefined, RETRY_AFTER);
+        }
+        if (failure === "payload_too_large") {
+            const max = router_client.max_payload();
+            return fail(413, "payload_too_large", "the Router request would exceed the NATS max_payload of " + max + " bytes", c, {
+                limit_bytes: max,
+            });
+        }
+        log_line.write(ngx.ERR, "beamline: router request failed: ", failure, " trace_id=", c.trace_id);
+        return fail(500, "internal", "internal error", c);
+    }
+    return reply;
+}
+
+/**
+ * A Router reply mapped as §4 (`router_reply.map_reply`), its outcome set for the access log;
+ * a malformed reply ends the request with 502.
+ */
+export function map_router_reply(reply: string, c: Context): router_reply.MappedReply {
+    const mapped = router_reply.map_reply(reply);
+    ngx.var["beamline_router_code"] =
+        mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
+    if (mapped.body === undefined) {
+        log_line.write(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", c.trace_id);
+        return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
+    }
+    return mapped;
+}
+
 function handle(route: ApiRoute): void {
     const cfg = config.get();
     // 1. method; OPTIONS is the CORS preflight when CORS is on.
@@ -235,7 +306,7 @@ function handle(route: ApiRoute): void {
     }
     cors.apply();
     // 2. auth (API keys)
-    const key_tenant = authenticate();
+    const [key_tenant] = authenticate();
     // 3. headers
     const [hdr, idempotency_key] = read_headers();
     // 4. rate limit: when the tenant is known from the header, it is counted here.
@@ -285,7 +356,7 @@ function handle(route: ApiRoute): void {
         if (body_err === "payload_too_large") {
             return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", c, { limit_bytes: limit });
         }
-        ngx.log(ngx.ERR, "beamline: cannot read request body: ", body_msg);
+        log_line.write(ngx.ERR, "beamline: cannot read request body: ", body_msg);
         return fail(500, "internal", "internal error", c);
     }
     const [body, , json_msg] = util.decode_body_json(raw);
@@ -328,50 +399,18 @@ function handle(route: ApiRoute): void {
         if (state === "unavailable") {
             return fail(503, "unavailable", "the idempotency store is unavailable", c, undefined, RETRY_AFTER);
         }
+        if (state === "full") {
+            return fail(503, "unavailable", "the Idempotency-Key store is full; retry later", c, undefined, RETRY_AFTER);
+        }
     }
     // 11. the Router
     const [payload, nats_headers] = model.build_router_request(n);
     if (payload === undefined) {
         return fail(400, "invalid_request", "request body holds a number that cannot be forwarded", c);
     }
-    ngx.update_time();
-    const t0 = ngx.now();
-    const [reply, failure] = router_client.decide(payload, nats_headers as string[], cfg.router.decide_subject, timeout_ms);
-    if (failure !== "payload_too_large" && failure !== "invalid_request") {
-        // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
-        // refused before publishing (too large, unencodable) has none.
-        ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
-        if (failure !== undefined) {
-            ngx.var["beamline_router_code"] = failure;
-        }
-    }
-    if (reply === undefined) {
-        if (failure === "timeout") {
-            return fail(504, "timeout", "the Router did not answer within " + timeout_ms + " ms", c);
-        }
-        if (failure === "no_responders") {
-            return fail(503, "unavailable", "no Router is listening", c, undefined, RETRY_AFTER);
-        }
-        if (failure === "not_connected") {
-            return fail(503, "unavailable", "the gateway is not connected to NATS", c, undefined, RETRY_AFTER);
-        }
-        if (failure === "payload_too_large") {
-            const max = router_client.max_payload();
-            return fail(413, "payload_too_large", "the Router request would exceed the NATS max_payload of " + max + " bytes", c, {
-                limit_bytes: max,
-            });
-        }
-        ngx.log(ngx.ERR, "beamline: router request failed: ", failure, " trace_id=", n.trace_id);
-        return fail(500, "internal", "internal error", c);
-    }
-    const mapped = router_reply.map_reply(reply);
-    ngx.var["beamline_router_code"] =
-        mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
-    if (mapped.body === undefined) {
-        ngx.log(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", n.trace_id);
-        return fail(502, "bad_gateway", "the Router sent a malformed reply", c);
-    }
-    let out = mapped.body;
+    const reply = call_router(payload, nats_headers as string[], cfg.router.decide_subject, timeout_ms, c);
+    const mapped = map_router_reply(reply, c);
+    let out = mapped.body as string;
     if (mapped.status === 200) {
         if (cfg.response_format === "flat") {
             const flat = flat_body(mapped.decoded as { [key: string]: unknown }, n);
@@ -413,7 +452,7 @@ export function decision_lookup(): void {
         return util.method_not_allowed(cors.is_enabled() ? "GET, HEAD, OPTIONS" : "GET, HEAD", c);
     }
     cors.apply();
-    const key_tenant = authenticate();
+    const [key_tenant] = authenticate();
     const [hdr] = read_headers();
     const c = model.error_context(undefined, hdr, false);
     if (hdr.tenant_id === undefined) {
@@ -432,4 +471,58 @@ export function decision_lookup(): void {
         return fail(404, "not_found", "no decision stored under this id", c);
     }
     util.json_response(200, stored);
+}
+
+/**
+ * nginx's own 413 (a body over client_max_body_size, conf.d/20-gateway.conf error_page): the JSON
+ * error with the request's ids (CONTRACT §14). For a chunked body the handler had already chosen
+ * them (`$beamline_error_ctx`); for a Content-Length over the limit nginx answers before any Lua
+ * runs, so they come from the headers here (generated where absent or invalid).
+ */
+export function nginx_413(): void {
+    let c: Context | undefined;
+    const ctx = ngx.var["beamline_error_ctx"];
+    if (ctx !== undefined && ctx !== "") {
+        const [decoded] = json.decode(ctx);
+        if (json.is_object(decoded)) c = decoded as Context;
+    }
+    if (c === undefined) c = model.error_context(undefined, raw_headers(), false);
+    set_id_headers(c);
+    const limit = config.get().limits.body_bytes;
+    util.json_response(413, util.error_body("payload_too_large", "request body too large", { limit_bytes: limit }, c));
+}
+
+/**
+ * The front door of the traffic switch (beamline.traffic.dispatch), with auth on: runs before the
+ * split, for both sides. The API key (401), the key's tenant against the request's (X-Tenant-ID,
+ * else the legacy body's; 403) and the tenant's rate limit (429) are checked here, so the old
+ * gateway only ever receives requests this gateway would have let in. Returns the key's tenant,
+ * or nil for a request that is not an API call (another method, a CORS preflight): the switch
+ * then answers it here (405 / 204), never on the old side.
+ */
+export function admit(route: string): string | undefined {
+    const method = ngx.req.get_method();
+    if (route === "decision_lookup" ? method !== "GET" && method !== "HEAD" : method !== "POST") return undefined;
+    const [key_tenant, key_admin] = auth.authenticate();
+    if (key_tenant === undefined) {
+        cors.apply();
+        const [t] = authenticate(); // the 401, with the ids of the new path
+        return t;
+    }
+    const hdr: model.DecideHeaders = {};
+    let tenant = single_header("x-tenant-id", "X-Tenant-ID", hdr);
+    if (tenant === undefined && route !== "decision_lookup") {
+        const [raw] = util.read_body(body_limit());
+        if (raw !== undefined && raw !== "") tenant = traffic.tenant_from_body(raw);
+    }
+    if (tenant !== undefined && tenant !== "" && tenant !== key_tenant) {
+        cors.apply();
+        check_key_tenant(key_tenant, tenant, undefined, raw_headers());
+    }
+    // The lookup counts against the decide route's limit (§10), as on the new path.
+    const limit_route: ApiRoute = route === "messages" ? "messages" : "decide";
+    apply_rate_limit(limit_route, ENDPOINTS[route as ApiRoute | "decision_lookup"], key_tenant, undefined, raw_headers(), true);
+    ngx.ctx[ADMITTED] = key_tenant;
+    ngx.ctx[ADMITTED_ADMIN] = key_admin;
+    return key_tenant;
 }

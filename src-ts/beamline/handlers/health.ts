@@ -54,7 +54,11 @@ export function ready(): void {
     util.json_response(200, READY_BODY);
 }
 
-/** The status document of §6. */
+/**
+ * The status document of §6. The NATS server address and the version are details for operators:
+ * only with `health.details: true` or for clients in `health.details_from` (the geo map
+ * `$beamline_health_details` of conf.d/00-http.conf); everyone else gets the status alone.
+ */
 export function health(): void {
     if (!get_only()) {
         return;
@@ -64,13 +68,17 @@ export function health(): void {
     const sec = floor(now);
     const ms = floor((now - sec) * 1000 + 0.5) % 1000;
     const st = connection.status();
+    const details = ngx.var["beamline_health_details"] === "1";
     const doc = {
         status: st.connected ? "healthy" : "degraded",
         service: "beamline-gateway",
-        version: config.get().version,
+        version: details ? config.get().version : undefined,
         timestamp: (date("!%Y-%m-%dT%H:%M:%S", sec) as string) + format(".%03dZ", ms),
         timestamp_ms: floor(now * 1000),
-        nats: { connected: st.connected, server: st.connected && st.server !== undefined ? st.server : json.null },
+        nats: {
+            connected: st.connected,
+            server: !details ? undefined : st.connected && st.server !== undefined ? st.server : json.null,
+        },
     };
     util.json_response(200, doc);
 }

@@ -15,6 +15,7 @@ import * as protocol from "./protocol";
 import * as libcrypto from "../crypto";
 import * as dns from "../dns";
 import type { Frame, HeaderMap, HeaderList, Parser } from "./protocol";
+import * as log_line from "../log_line";
 
 const ssub = string.sub;
 const sfind = string.find;
@@ -209,7 +210,7 @@ let waiter_npool = 0;
 // ---------------------------------------------------------------------------------------------
 
 function log(level: number, ...parts: unknown[]): void {
-    ngx.log(level, "nats: ", ...parts);
+    log_line.write(level, "nats: ", ...parts);
 }
 
 // Park–Miller PRNG for jitter, seeded per worker from /dev/urandom (math.random is unseeded and
