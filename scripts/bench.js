@@ -19,6 +19,9 @@
 //   npm run bench -- --memory [--requests 1000000]   worker RSS before/after N decide requests
 //   npm run bench -- --profile             allocations, jit.profile, perf stat, strace -c, perf dso split
 //   npm run bench -- --micro               pure-Lua micro-benchmarks of the decide steps (no nginx)
+//   npm run bench -- --state redis [--rounds 2]   decide (c64 unless --concurrency) on a gateway
+//                                          with state.backend: local and one with redis (same
+//                                          NATS, Router, run); Redis CPU and commands per decide
 //   npm run bench -- --streams             SSE streams (CONTRACT §11) on one worker: RSS and fds per
 //            idle stream (--idle-streams N, default 10000), decide-to-event latency at 1,000
 //            streams of one tenant, decide throughput at c64 with 1,000 streams open vs none
@@ -259,8 +262,17 @@ async function startBenchStack(opts) {
   const nats = await procs.startNats();
   const router = await procs.startRouter({ natsUrl: nats.url, args: ['--fast'] });
   const collector = opts.tracing === 'on' ? await startCollector() : null;
+  const gw = await startBenchNginx(opts, nats, luaDir, 'nginx', undefined, collector);
+  return { nats, router, luaDir, collector, ...gw };
+}
+
+/**
+ * One benchmark nginx on `nats`, in its own prefix `name` under the temp root; `configure`
+ * edits the raw config last (--state redis: a second gateway on Redis); `collector`: --tracing on.
+ */
+async function startBenchNginx(opts, nats, luaDir, name, configure, collector = null) {
   const port = await freePort();
-  const prefix = path.join(procs.tmpRoot(), 'nginx');
+  const prefix = path.join(procs.tmpRoot(), name);
   const { config } = loadConfig({
     file: opts.config,
     env: {},
@@ -293,12 +305,13 @@ async function startBenchStack(opts) {
         raw.routes[r] = { ...(raw.routes[r] || {}) };
         raw.routes[r].rate_limit = { ...(raw.routes[r].rate_limit || {}), limit: 1e9 };
       }
+      if (configure) configure(raw);
     },
   });
   render(config, { prefix, luaDir, bench: true });
   const t = testConfig(prefix);
   if (!t.ok) throw new Error(`nginx -t failed:\n${t.output}`);
-  const nginx = await procs.startProcess({ name: 'nginx', command: nginxBin(), args: prefixArgs(prefix), readyPort: port });
+  const nginx = await procs.startProcess({ name, command: nginxBin(), args: prefixArgs(prefix), readyPort: port });
   const url = `http://127.0.0.1:${port}`;
   // Ready = every worker... at least the one that answers is connected to NATS.
   const deadline = Date.now() + 15000;
@@ -309,7 +322,7 @@ async function startBenchStack(opts) {
     await sleep(50);
   }
   const errorLog = path.join(prefix, 'logs', 'error.log');
-  return { nats, router, nginx, url, port, prefix, config, errorLog, luaDir, collector };
+  return { nginx, url, port, prefix, config, errorLog };
 }
 
 /**
@@ -700,6 +713,107 @@ function fdCount(pid) {
  * answer to the event on each of 1,000 streams of the decide's tenant; (3) decide throughput at
  * c64 with 1,000 idle streams (10 other tenants) open against none, in the same run.
  */
+/** Calls per Redis command since the server started (INFO commandstats). */
+async function redisCommandCalls(client) {
+  const text = await client.info('commandstats');
+  const out = {};
+  for (const m of text.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/**
+ * --state redis: decide at each concurrency on two gateways in the same run, one with
+ * `state.backend: local` (the main stack) and one with `state.backend: redis` (a second nginx
+ * on the same NATS and Router, a redis-server on a free loopback port), alternating rounds so
+ * that both see the same machine load. Also Redis CPU and commands per decide.
+ */
+async function stateMode(stack, o) {
+  const { startRedis } = require('../spec/support/cluster');
+  const Redis = require('ioredis');
+  const redis = await startRedis();
+  const client = new Redis({ host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: 1 });
+  // After an interrupt the stack (Redis with it) stops before this client: no error spam.
+  client.on('error', () => {});
+  try {
+    const rstack = {
+      ...stack,
+      ...(await startBenchNginx(o, stack.nats, stack.luaDir, 'nginx-redis', (raw) => {
+        raw.state = { backend: 'redis', redis: { host: '127.0.0.1', port: redis.port } };
+      })),
+    };
+    say(`Redis ${redis.url} (pid ${redis.pid}); gateway with state.backend: redis at ${rstack.url} (master ${rstack.nginx.pid})`);
+    const sides = [
+      { name: 'local', st: stack },
+      { name: 'redis', st: rstack },
+    ];
+    say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
+    for (const s of sides) {
+      const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
+      if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
+    }
+    const rounds = o.rounds;
+    const results = [];
+    for (const c of o.levels) {
+      for (let round = 1; round <= rounds; round++) {
+        for (const s of round % 2 ? sides : [...sides].reverse()) {
+          const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
+          process.stdout.write(
+            `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | decide state ${s.name} c${c} round ${round} … `,
+          );
+          const workers = workerPids(s.st.nginx.pid);
+          const w0 = workers.reduce((x, p) => x + cpuMs(p), 0);
+          const r0 = cpuMs(redis.pid);
+          const k0 = await redisCommandCalls(client);
+          const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
+          const k1 = await redisCommandCalls(client);
+          r.state = s.name;
+          r.round = round;
+          r.worker_cpu_us_per_request = (((workers.reduce((x, p) => x + cpuMs(p), 0) - w0) * 1000) / r.requests).toFixed(1) * 1;
+          r.redis_cpu_us_per_request = (((cpuMs(redis.pid) - r0) * 1000) / r.requests).toFixed(1) * 1;
+          r.redis_commands_per_request = Object.fromEntries(
+            Object.keys(k1)
+              .filter((k) => k1[k] - (k0[k] || 0) > 0 && k !== 'info')
+              .map((k) => [k, Math.round(((k1[k] - (k0[k] || 0)) / r.requests) * 1000) / 1000]),
+          );
+          results.push(r);
+          process.stdout.write(
+            `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, ` +
+              `worker CPU ${r.worker_cpu_us_per_request} µs/req, Redis CPU ${r.redis_cpu_us_per_request} µs/req ${JSON.stringify(r.redis_commands_per_request)}\n`,
+          );
+        }
+      }
+    }
+    const summary = o.levels.map((c) => {
+      const of = (name) => results.filter((r) => r.concurrency === c && r.state === name);
+      const agg = (rs) => ({
+        rps: rs.reduce((x, r) => x + r.requests, 0) / rs.reduce((x, r) => x + r.seconds, 0),
+        p99_ms_worst: Math.max(...rs.map((r) => r.p99_ms)),
+        p50_ms_mean: rs.reduce((x, r) => x + r.p50_ms, 0) / rs.length,
+        worker_cpu_us_per_request: rs.reduce((x, r) => x + r.worker_cpu_us_per_request, 0) / rs.length,
+        redis_cpu_us_per_request: rs.reduce((x, r) => x + r.redis_cpu_us_per_request, 0) / rs.length,
+      });
+      const local = agg(of('local'));
+      const red = agg(of('redis'));
+      return { concurrency: c, local, redis: red, redis_over_local: red.rps / local.rps };
+    });
+    const f1 = (v) => v.toFixed(1);
+    process.stdout.write(
+      `\n${pad('conc', 6)}${pad('local req/s', 13)}${pad('redis req/s', 13)}${pad('redis/local', 13)}${pad('local p99', 11)}${pad('redis p99', 11)}${pad('Redis CPU µs/decide', 21)}\n` +
+        summary
+          .map(
+            (x) =>
+              `${pad(x.concurrency, 6)}${pad(num(x.local.rps), 13)}${pad(num(x.redis.rps), 13)}${pad(x.redis_over_local.toFixed(2), 13)}` +
+              `${pad(x.local.p99_ms_worst.toFixed(2), 11)}${pad(x.redis.p99_ms_worst.toFixed(2), 11)}${pad(f1(x.redis.redis_cpu_us_per_request), 21)}`,
+          )
+          .join('\n') +
+        '\n\n',
+    );
+    return { results, summary, redis_version: version('redis-server', ['--version'], /v=(\S+)/) };
+  } finally {
+    client.disconnect();
+  }
+}
+
 async function streamsMode(stack, o) {
   const [worker] = workerPids(stack.nginx.pid);
   const out = { worker, idle: {}, latency: {}, throughput: {} };
@@ -972,6 +1086,8 @@ async function main() {
         'out',
         'access-log',
         'idle-streams',
+        'state',
+        'rounds',
         'tracing',
       ],
     });
@@ -999,7 +1115,12 @@ async function main() {
     streams: a.streams === true,
     idleStreams: Number(a['idle-streams'] || 10000),
     tracing: a.tracing || 'off',
+    state: a.state,
+    rounds: Number(a.rounds || 2),
+    quick: !!a.quick,
   };
+  if (o.state !== undefined && o.state !== 'redis') throw new Error('--state: redis (compares it with local in the same run)');
+  if (o.state && !a.concurrency) o.levels = [64];
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
   if (!['off', 'on'].includes(o.tracing)) throw new Error('--tracing: off or on');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
@@ -1044,6 +1165,21 @@ async function main() {
       JSON.stringify({ kind: 'streams', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...r }, null, 2),
     );
     say(`written ${path.relative(ROOT, file)}`);
+    return 0;
+  }
+  if (o.state) {
+    const m = await stateMode(stack, o);
+    const file = path.join(o.outDir, `state-${ts}.json`);
+    const voided = m.results.filter((r) => r.errors > 0);
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ kind: 'state', date: new Date().toISOString(), machine, void: voided.length > 0, options: o, ...m }, null, 2),
+    );
+    say(`written ${path.relative(ROOT, file)}`);
+    if (voided.length) {
+      process.stderr.write(`[bench] VOID: ${voided.map((r) => `${r.state} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
+      return 1;
+    }
     return 0;
   }
   if (a.profile) {

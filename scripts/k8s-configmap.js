@@ -12,7 +12,7 @@
 //
 // --check writes nothing and exits 1 when a committed file differs from what would be written
 // (spec/deploy/k8s.test.js runs it). Secrets (nats.token, nats.password, nats.nkey_seed,
-// rate_limit.redis.password, credentials in nats.servers) are refused: in Kubernetes they come
+// rate_limit.redis.password, state.redis.password / url, credentials in nats.servers) are refused: in Kubernetes they come
 // from a Secret through the environment (NATS_URL, NATS_TOKEN, …).
 const crypto = require('crypto');
 const fs = require('fs');
@@ -37,6 +37,9 @@ const K8S_VALUES = [
   [['log', 'access_log'], 'stdout'],
   [['log', 'error_log'], 'stderr'],
   [['nats', 'servers'], ['nats://nats.beamline.svc.cluster.local:4222']],
+  // Many replicas behave as one only with shared state (CONTRACT §13): deploy/k8s/redis.yaml.
+  [['state', 'backend'], 'redis'],
+  [['state', 'redis', 'host'], 'beamline-redis.beamline.svc.cluster.local'],
 ];
 
 const SECRET_PATHS = [
@@ -45,6 +48,8 @@ const SECRET_PATHS = [
   ['nats', 'password'],
   ['nats', 'nkey_seed'],
   ['rate_limit', 'redis', 'password'],
+  ['state', 'redis', 'password'],
+  ['state', 'redis', 'url'],
 ];
 
 const HEADER = (source) =>

@@ -12,6 +12,10 @@ const HEADER_NAME = "^[!#%&'*+.^_`|~0-9A-Za-z-]+$";
 const ORIGIN = '^(\\*|https?://[A-Za-z0-9.-]+(:\\d{1,5})?|https?://\\[[0-9A-Fa-f:]+\\](:\\d{1,5})?)$';
 const TENANT_ID = '^[A-Za-z0-9._:-]{1,128}$';
 const SHA256_HEX = '^[0-9a-fA-F]{64}$';
+// state.redis: a host (IPv4, [IPv6] or DNS name) and REDIS_URL.
+const REDIS_HOST =
+  '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$';
+const REDIS_URL = '^redis://(:[^@\\s]+@)?[^:/@\\s]+(:\\d{1,5})?(/\\d{1,4})?/?$';
 // A client network for nginx's geo module: an IPv4 or IPv6 address with an optional /prefix.
 const CIDR = '^(\\d{1,3}(\\.\\d{1,3}){3}(/\\d{1,2})?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/\\d{1,3})?)$';
 const cidrList = { type: 'array', maxItems: 1000, uniqueItems: true, default: [], items: { type: 'string', pattern: CIDR, maxLength: 64 } };
@@ -63,6 +67,35 @@ const ADMIN_ROUTES = [
     body: 'path_params',
   },
 ];
+
+// rate_limit.redis (v1, host an IP) and state.redis (host also a DNS name, REDIS_URL): one shape.
+const IP_HOST = '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\])$';
+const redisSchema = (o) => ({
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    // redis://[:password@]host:port[/db] (env REDIS_URL); parsed by the loader into host, port,
+    // password and database, which it then overrides.
+    ...(o.url ? { url: { type: 'string', minLength: 1, maxLength: 4096, pattern: REDIS_URL } } : {}),
+    // Cosockets resolve DNS names only with nginx's `resolver`.
+    host: { type: 'string', default: '127.0.0.1', pattern: o.host },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 6379 },
+    password: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[\\x20-\\x7e]+$' },
+    database: { type: 'integer', minimum: 0, maximum: 1024, default: 0 },
+    // Every Redis call (connect, send, read) has this timeout.
+    timeout_ms: { type: 'integer', minimum: 1, maximum: 60000, default: o.timeout_ms },
+    pool_size: { type: 'integer', minimum: 1, maximum: 10000, default: 64 },
+    keepalive_ms: { type: 'integer', minimum: 1000, maximum: 3600000, default: 60000 },
+    key_prefix: { type: 'string', maxLength: 128, pattern: '^[\\x21-\\x7e]*$', default: o.key_prefix },
+    // Redis unreachable: fail_open = the request goes on without the failed part (the rate
+    // limit counts in this instance's shared dict meanwhile, no idempotency, decision not
+    // stored); fail_closed = 503 for a request that needs it.
+    on_error: { enum: ['fail_open', 'fail_closed'], default: 'fail_open' },
+    // After a connection error a worker skips Redis this long before trying again.
+    retry_after_ms: { type: 'integer', minimum: 0, maximum: 600000, default: 1000 },
+  },
+});
 
 const rateLimit = (limit) => ({
   type: 'object',
@@ -288,27 +321,22 @@ const schema = {
         // every instance that uses the same Redis.
         backend: { enum: ['shared_dict', 'redis'], default: 'shared_dict' },
         shared_dict_size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 8 },
-        redis: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            // An IP address: nginx cosockets resolve names only with a `resolver`.
-            host: { type: 'string', default: '127.0.0.1', pattern: '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\])$' },
-            port: { type: 'integer', minimum: 1, maximum: 65535, default: 6379 },
-            password: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[\\x20-\\x7e]+$' },
-            database: { type: 'integer', minimum: 0, maximum: 1024, default: 0 },
-            timeout_ms: { type: 'integer', minimum: 1, maximum: 60000, default: 100 },
-            pool_size: { type: 'integer', minimum: 1, maximum: 10000, default: 64 },
-            keepalive_ms: { type: 'integer', minimum: 1000, maximum: 3600000, default: 60000 },
-            key_prefix: { type: 'string', maxLength: 128, pattern: '^[\\x21-\\x7e]*$', default: 'beamline:rl:' },
-            // When Redis cannot be reached: fail_open counts in this instance's shared dict
-            // meanwhile (the limit then holds per instance); fail_closed answers 503.
-            on_error: { enum: ['fail_open', 'fail_closed'], default: 'fail_open' },
-            // After a Redis error a worker skips Redis this long before trying again.
-            retry_after_ms: { type: 'integer', minimum: 0, maximum: 600000, default: 1000 },
-          },
-        },
+        // v1: with `backend: redis`, these keys fill the `state.redis` keys that are not set.
+        redis: redisSchema({ host: IP_HOST, timeout_ms: 100, key_prefix: 'beamline:rl:' }),
+      },
+    },
+    // Where the state that must be the same on every instance lives (CONTRACT §13): rate-limit
+    // counts, Idempotency-Key records and stored decisions. local: this instance's shared dicts
+    // (per instance); redis: one Redis shared by every instance. `rate_limit.backend: redis`
+    // (v1) is an alias of `state.backend: redis` (scripts/lib/config.js).
+    state: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // The loader sets it before the defaults apply (redis when the v1 rate_limit.backend is).
+        backend: { enum: ['local', 'redis'], default: 'local' },
+        redis: redisSchema({ host: REDIS_HOST, timeout_ms: 50, key_prefix: 'beamline:', url: true }),
       },
     },
     idempotency: {
@@ -319,9 +347,13 @@ const schema = {
         enabled: { type: 'boolean', default: true },
         ttl_seconds: { type: 'integer', minimum: 1, maximum: 86400 * 30, default: 86400 },
         size_mb: { type: 'integer', minimum: 1, maximum: 4096, default: 32 },
-        // Idempotency-Key records per tenant; past it the tenant's own oldest go first, and a
-        // tenant within its share is never evicted by another (docs/SECURITY.md).
+        // Idempotency-Key records per tenant, both backends: past it the tenant's own oldest go
+        // first, and a tenant within its share is never evicted by another (docs/SECURITY.md;
+        // local: beamline.tenant_ring, Redis: the tenant's sorted-set index).
         max_keys_per_tenant: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000 },
+        // An in-flight marker lives the route's Router timeout plus this long, so a request
+        // whose gateway died cannot block its key for longer.
+        in_flight_grace_seconds: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
       },
     },
     auth: {

@@ -65,7 +65,10 @@ const ENV_OVERRIDES = [
   // The window length of every route (C-GW's name, kept for parity).
   { env: 'GATEWAY_RATE_LIMIT_TTL_SECONDS', path: ['routes', '*', 'rate_limit', 'window_seconds'], parse: int },
   { env: 'GATEWAY_RATE_LIMIT_BACKEND', path: ['rate_limit', 'backend'], parse: (s) => s.trim() },
-  { env: 'REDIS_PASSWORD', path: ['rate_limit', 'redis', 'password'], parse: (s) => s },
+  // State across instances (CONTRACT §13).
+  { env: 'GATEWAY_STATE_BACKEND', path: ['state', 'backend'], parse: (s) => s.trim() },
+  { env: 'REDIS_URL', path: ['state', 'redis', 'url'], parse: (s) => s.trim() },
+  { env: 'REDIS_PASSWORD', path: ['state', 'redis', 'password'], parse: (s) => s },
   {
     env: 'GATEWAY_DNS_RESOLVERS',
     path: ['dns', 'resolvers'],
@@ -154,6 +157,7 @@ const PATTERN_RULES = {
   [RESOLVER]: 'must be a name server address: IPv4 or [IPv6], optionally :port',
   [LEGACY_URL]: 'must be http://host[:port] (host: IPv4, [IPv6] or a DNS name; no path, credentials or spaces)',
   [OTLP_URL]: 'must be http://host[:port][/path] (host: IPv4, [IPv6] or a DNS name; https is not supported)',
+  [schema.properties.state.properties.redis.properties.host.pattern]: 'must be an IPv4 address, [IPv6] address or DNS name',
   [schema.properties.rate_limit.properties.redis.properties.host.pattern]:
     'must be an IPv4 or [IPv6] address (nginx resolves no names here)',
 };
@@ -224,6 +228,54 @@ function migrationProblems(raw) {
   return out;
 }
 
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * `state` before validation (in place): `rate_limit.backend: redis` (v1, also env
+ * GATEWAY_RATE_LIMIT_BACKEND) is an alias of `state.backend: redis`, and its `rate_limit.redis`
+ * keys fill the `state.redis` keys that are not set; a REDIS_URL / `state.redis.url` is parsed
+ * into host, port, password and database (the URL wins). Returns the problems found.
+ */
+function resolveState(raw, sources) {
+  if (raw.state === undefined) raw.state = {};
+  const st = raw.state;
+  const rl = raw.rate_limit;
+  if (!isObject(st) || (rl !== undefined && !isObject(rl))) return [];
+  const legacyRedis = rl !== undefined && rl.backend === 'redis';
+  if (legacyRedis) {
+    if (st.backend === 'local') {
+      return ['state.backend: "local" conflicts with rate_limit.backend: "redis" (an alias of state.backend: redis); drop one of them'];
+    }
+    st.backend = 'redis';
+    if (isObject(rl.redis)) {
+      if (st.redis === undefined) st.redis = {};
+      if (isObject(st.redis)) for (const [k, v] of Object.entries(rl.redis)) if (st.redis[k] === undefined) st.redis[k] = v;
+    }
+  }
+  if (st.backend === undefined) st.backend = 'local';
+  const r = st.redis;
+  if (!isObject(r) || typeof r.url !== 'string') return [];
+  const m = /^redis:\/\/(?::([^@\s]+)@)?([^:/@\s]+)(?::(\d{1,5}))?(?:\/(\d{1,4}))?\/?$/.exec(r.url);
+  const from = sources['state.redis.url'] ? ' (from REDIS_URL)' : '';
+  // The schema reports a malformed URL; it never echoes the URL (it may hold a password).
+  if (!m) {
+    delete r.url;
+    return [`state.redis.url${from}: must be redis://[:password@]host:port[/db]`];
+  }
+  let password;
+  try {
+    password = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+  } catch (e) {
+    return [`state.redis.url${from}: the password is not valid percent-encoding`];
+  }
+  r.host = m[2];
+  if (m[3] !== undefined) r.port = Number(m[3]);
+  if (m[4] !== undefined) r.database = Number(m[4]);
+  if (password !== undefined) r.password = password;
+  delete r.url;
+  return [];
+}
+
 /** {host, port, hostport} of a valid migration.legacy_url (port 80 when absent). */
 function parseLegacyUrl(url) {
   const m = /^http:\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(url);
@@ -260,6 +312,7 @@ function loadConfig(opts = {}) {
 
   const problems = [];
   findControlChars(raw, '', problems);
+  problems.push(...resolveState(raw, sources));
   if (!validate(raw)) problems.push(...validate.errors.map((e) => describeError(e, sources)));
   if (!problems.length) {
     const n = raw.nats;

@@ -79,7 +79,7 @@ function natsUrlHost(url) {
 }
 
 /**
- * Config problems: a NATS server given by a name that neither the hosts file nor a name server
+ * Config problems: a NATS server (or the state Redis) given by a name that neither the hosts file nor a name server
  * can answer (no `resolver` would be rendered, and nginx would fail every connect).
  */
 function dnsProblems(raw) {
@@ -94,6 +94,12 @@ function dnsProblems(raw) {
       );
     }
   });
+  const st = raw.state;
+  if (st && st.backend === 'redis' && !isIp(st.redis.host) && !(st.redis.host.toLowerCase() in view.hosts)) {
+    out.push(
+      `state.redis.host: the host name ${st.redis.host} cannot be resolved: it is not in ${raw.dns.hosts_file} and no name server is known (set dns.resolvers, or give nameserver lines in ${raw.dns.resolv_conf})`,
+    );
+  }
   return out;
 }
 

@@ -170,7 +170,27 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
       on_error: 'fail_open',
       retry_after_ms: 1000,
     });
-    expect(config.idempotency).toEqual({ enabled: true, ttl_seconds: 86400, size_mb: 32, max_keys_per_tenant: 10000 });
+    expect(config.idempotency).toEqual({
+      enabled: true,
+      ttl_seconds: 86400,
+      size_mb: 32,
+      max_keys_per_tenant: 10000,
+      in_flight_grace_seconds: 60,
+    });
+    expect(config.state).toEqual({
+      backend: 'local',
+      redis: {
+        host: '127.0.0.1',
+        port: 6379,
+        database: 0,
+        timeout_ms: 50,
+        pool_size: 64,
+        keepalive_ms: 60000,
+        key_prefix: 'beamline:',
+        on_error: 'fail_open',
+        retry_after_ms: 1000,
+      },
+    });
     expect(config.decision_cache.max_per_tenant).toBe(10000);
     expect(config.log.level).toBe('notice');
     expect(config.health).toEqual({ details: false, details_from: [] });
@@ -204,6 +224,11 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
       'cors.allowed_origins: "*" cannot be combined with cors.allow_credentials: true',
     ],
     ['metrics:\n  size_mb: 0\n', 'metrics.size_mb: must be >= 1'],
+    ['state:\n  backend: memcached\n', 'state.backend: must be one of "local", "redis"'],
+    ['state:\n  redis:\n    host: "bad host"\n', 'state.redis.host: must be an IPv4 address, [IPv6] address or DNS name'],
+    ['state:\n  redis:\n    url: "http://x:1"\n', 'state.redis.url: must be redis://[:password@]host:port[/db]'],
+    ['state:\n  backend: local\nrate_limit:\n  backend: redis\n', 'state.backend: "local" conflicts with rate_limit.backend: "redis"'],
+    ['idempotency:\n  max_keys_per_tenant: 0\n', 'idempotency.max_keys_per_tenant: must be >= 1'],
   ])('%j', (text, expected) => {
     expect(problems(text).join('\n')).toContain(expected);
   });
@@ -215,8 +240,26 @@ describe('rate limit backend, idempotency, auth, CORS, metrics (issue 6)', () =>
       ),
       env: { REDIS_PASSWORD: 'r3dis pw', GATEWAY_RATE_LIMIT_BACKEND: 'redis' },
     });
-    expect(config.rate_limit).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380, password: 'r3dis pw' } });
+    expect(config.rate_limit).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380 } });
+    // rate_limit.backend: redis (v1) is an alias of state.backend: redis, with its Redis keys.
+    expect(config.state).toMatchObject({ backend: 'redis', redis: { host: '10.0.0.7', port: 6380, password: 'r3dis pw' } });
     expect(config.auth.api_keys).toEqual([{ tenant_id: 't1', key_sha256: HASH, name: 'prod', admin: false }]);
     expect(config.cors.allowed_origins).toHaveLength(2);
+  });
+
+  test('GATEWAY_STATE_BACKEND and REDIS_URL (CONTRACT §13); a bad URL is reported without its password', () => {
+    const { config } = loadConfig({
+      file: file('state:\n  redis:\n    host: 10.0.0.1\n    timeout_ms: 20\n'),
+      env: { GATEWAY_STATE_BACKEND: 'redis', REDIS_URL: 'redis://:s%40cret@redis.beamline.svc:6380/3' },
+    });
+    expect(config.state.backend).toBe('redis');
+    expect(config.state.redis).toMatchObject({ host: 'redis.beamline.svc', port: 6380, database: 3, password: 's@cret', timeout_ms: 20 });
+    expect(config.state.redis.url).toBeUndefined();
+    const bad = problems('', { REDIS_URL: 'redis://:hunter2@host:port' }).join('\n');
+    expect(bad).toContain('state.redis.url (from REDIS_URL): must be redis://');
+    expect(bad).not.toContain('hunter2');
+    // A URL without a port or database keeps those keys.
+    const { config: c2 } = loadConfig({ file: file(''), env: { REDIS_URL: 'redis://10.1.2.3' } });
+    expect(c2.state).toMatchObject({ backend: 'local', redis: { host: '10.1.2.3', port: 6379, database: 0 } });
   });
 });

@@ -39,10 +39,30 @@ function gatewayConfig() {
 }
 
 describe('docker-compose.yml', () => {
-  test('parses, and has exactly the nats, router and gateway services', () => {
+  test('parses, and has exactly the nats, redis, router and gateway services', () => {
     expect(doc.errors).toEqual([]);
     expect(compose.name).toBe('beamline');
-    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'nats', 'router']);
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'nats', 'redis', 'router']);
+  });
+
+  test('redis: the official 7 image, nothing persisted, bounded memory, health by PING; the gateway uses it (CONTRACT §13)', () => {
+    const r = compose.services.redis;
+    expect(r.image).toMatch(/^redis:7(-alpine)?$/);
+    const args = r.command;
+    expect(args[0]).toBe('redis-server');
+    expect(args[args.indexOf('--save') + 1]).toBe('');
+    expect(args[args.indexOf('--appendonly') + 1]).toBe('no');
+    expect(args[args.indexOf('--maxmemory') + 1]).toMatch(/^\d+mb$/);
+    // Every key the gateway writes has a TTL: evict among those, never refuse writes.
+    expect(args[args.indexOf('--maxmemory-policy') + 1]).toBe('volatile-lru');
+    expect(r.healthcheck.test).toEqual(['CMD', 'redis-cli', 'ping']);
+    expect(r.ports.map(portMapping)).toEqual([{ ip: '127.0.0.1', host: 6379, container: 6379 }]);
+    expect(r.read_only).toBe(true);
+    const g = compose.services.gateway;
+    expect(g.depends_on.redis).toEqual({ condition: 'service_healthy' });
+    const config = gatewayConfig();
+    expect(config.state.backend).toBe('redis');
+    expect(config.state.redis).toMatchObject({ host: 'redis', port: 6379, database: 0 });
   });
 
   test('every service has an exec-form health check with interval, timeout and retries', () => {

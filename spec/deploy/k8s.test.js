@@ -68,7 +68,14 @@ function podConfig() {
   }
 }
 
-const deployment = () => one('Deployment');
+/** The one object of `kind` named `name` (two Deployments and Services: gateway and Redis). */
+const named = (kind, name) => {
+  const all = find(kind).filter((o) => o.metadata.name === name);
+  expect(all).toHaveLength(1);
+  return all[0];
+};
+const deployment = () => named('Deployment', 'beamline-gateway');
+const gatewayService = () => named('Service', 'beamline-gateway');
 const container = () => deployment().spec.template.spec.containers.find((c) => c.name === 'gateway');
 
 describe('deploy/k8s: schema validation (kubernetes-models, offline)', () => {
@@ -76,10 +83,12 @@ describe('deploy/k8s: schema validation (kubernetes-models, offline)', () => {
     expect(manifests.map((m) => m.obj.kind).sort()).toEqual([
       'ConfigMap',
       'Deployment',
+      'Deployment',
       'HorizontalPodAutoscaler',
       'Namespace',
       'PodDisruptionBudget',
       'Secret',
+      'Service',
       'Service',
     ]);
   });
@@ -110,7 +119,7 @@ describe('deploy/k8s: schema validation (kubernetes-models, offline)', () => {
     probeType.spec.template.spec.containers[0].readinessProbe.periodSeconds = [5];
     expect(schema(probeType).join('\n')).toMatch(/readinessProbe\/periodSeconds must be integer/);
 
-    const svc = clone(one('Service'));
+    const svc = clone(gatewayService());
     svc.spec.ports = { name: 'http', port: 80 };
     expect(schema(svc).join('\n')).toMatch(/spec\/ports must be array/);
 
@@ -146,14 +155,21 @@ describe('deploy/k8s: ConfigMap from scripts/k8s-configmap.js', () => {
     expect(config.nats.servers).toEqual(['nats://nats.beamline.svc.cluster.local:4222']);
     for (const k of ['token', 'user', 'password', 'nkey_seed']) expect(config.nats[k]).toBeUndefined();
     expect(config.rate_limit.redis.password).toBeUndefined();
+    // Replicas share their state through the Redis of redis.yaml (CONTRACT §13).
+    expect(config.state.backend).toBe('redis');
+    expect(config.state.redis.host).toBe(`${named('Service', 'beamline-redis').metadata.name}.beamline.svc.cluster.local`);
+    expect(config.state.redis.port).toBe(named('Service', 'beamline-redis').spec.ports[0].port);
+    expect(config.state.redis.password).toBeUndefined();
     // the rest comes from gateway.example.yaml
     const example = loadConfig({ file: path.join(ROOT, 'gateway.example.yaml'), env: {} }).config;
-    expect({ ...config, server: undefined, log: undefined, nats: undefined }).toEqual({
-      ...example,
+    const rest = (c) => ({
+      ...c,
       server: undefined,
       log: undefined,
       nats: undefined,
+      state: { ...c.state, backend: undefined, redis: { ...c.state.redis, host: undefined } },
     });
+    expect(rest(config)).toEqual(rest(example));
   });
 
   test('the script refuses secrets in the source config', () => {
@@ -164,6 +180,8 @@ describe('deploy/k8s: ConfigMap from scripts/k8s-configmap.js', () => {
       expect(() => generate({ config: f })).toThrow(/nats\.token: secrets do not belong in a ConfigMap/);
       fs.writeFileSync(f, 'nats:\n  servers: ["nats://u:p@nats:4222"]\n');
       expect(() => generate({ config: f })).toThrow(/credentials in a URL/);
+      fs.writeFileSync(f, 'state:\n  redis:\n    url: redis://:pw@redis:6379\n');
+      expect(() => generate({ config: f })).toThrow(/state\.redis\.url: secrets do not belong in a ConfigMap/);
       fs.writeFileSync(f, 'server:\n  prot: 1\n');
       expect(() => generate({ config: f })).toThrow(/server\.prot: unknown key/);
     } finally {
@@ -250,7 +268,8 @@ describe('deploy/k8s: Deployment', () => {
     const secret = one('Secret');
     expect(env.NATS_URL.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'url' });
     expect(env.NATS_TOKEN.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'token', optional: true });
-    expect(Object.keys(secret.stringData).sort()).toEqual(['token', 'url']);
+    expect(env.REDIS_PASSWORD.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'redis_password', optional: true });
+    expect(Object.keys(secret.stringData).sort()).toEqual(['redis_password', 'token', 'url']);
     // no literal secret in the Deployment
     for (const e of container().env) expect(['GATEWAY_CONFIG']).toContain(e.value === undefined ? 'GATEWAY_CONFIG' : e.name);
   });
@@ -277,13 +296,36 @@ describe('deploy/k8s: the objects fit together', () => {
     const podLabels = d.spec.template.metadata.labels;
     const selects = (sel) => Object.entries(sel).every(([k, v]) => podLabels[k] === v);
     expect(selects(d.spec.selector.matchLabels)).toBe(true);
-    expect(selects(one('Service').spec.selector)).toBe(true);
+    expect(selects(gatewayService().spec.selector)).toBe(true);
     expect(selects(one('PodDisruptionBudget').spec.selector.matchLabels)).toBe(true);
-    expect(one('Service').spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
+    expect(gatewayService().spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
     const hpa = one('HorizontalPodAutoscaler');
     expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: d.apiVersion, kind: d.kind, name: d.metadata.name });
     expect(hpa.spec.minReplicas).toBe(d.spec.replicas);
     expect(one('PodDisruptionBudget').spec.maxUnavailable).toBeLessThan(hpa.spec.minReplicas);
+  });
+
+  test('Redis (redis.yaml): its Service selects its pods, nothing persisted, bounded memory, hardened', () => {
+    const d = named('Deployment', 'beamline-redis');
+    const podLabels = d.spec.template.metadata.labels;
+    const svc = named('Service', 'beamline-redis');
+    expect(Object.entries(svc.spec.selector).every(([k, v]) => podLabels[k] === v)).toBe(true);
+    // The gateway's selectors do not pick up the Redis pods.
+    expect(Object.entries(gatewayService().spec.selector).every(([k, v]) => podLabels[k] === v)).toBe(false);
+    const c = d.spec.template.spec.containers[0];
+    expect(c.image).toMatch(/^redis:7/);
+    expect(c.args[c.args.indexOf('--save') + 1]).toBe('');
+    expect(c.args[c.args.indexOf('--appendonly') + 1]).toBe('no');
+    expect(c.args[c.args.indexOf('--maxmemory-policy') + 1]).toBe('volatile-lru');
+    const maxmemory = bytes(c.args[c.args.indexOf('--maxmemory') + 1].replace(/mb$/, 'Mi'));
+    expect(maxmemory).toBeLessThan(bytes(c.resources.limits.memory));
+    expect(svc.spec.ports[0].targetPort).toBe(c.ports[0].name);
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(d.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
   });
 
   test('kustomization.yaml applies every manifest except the Secret example', () => {

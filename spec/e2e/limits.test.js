@@ -1,7 +1,8 @@
 'use strict';
 // Rate limits (CONTRACT §5, §10) on the real stack: fixed epoch-aligned windows per tenant and
 // route, counted in a shared dict across 2 workers, optionally in Redis across 2 gateways.
-const { startNats, startRouter, startProcess, stopAll, freePort } = require('../support/processes');
+const { startNats, startRouter, stopAll, freePort } = require('../support/processes');
+const { startRedis } = require('../support/cluster');
 const { startGateway, request } = require('../support/gateway');
 const { DECIDE, MESSAGES, post, freshWindow, sleep, settle, scrape, value } = require('../support/api');
 
@@ -161,16 +162,11 @@ describe('environment overrides', () => {
   });
 });
 
-describe('Redis backend', () => {
+// The v1 keys (`rate_limit.backend: redis`, `rate_limit.redis`): an alias of `state.backend:
+// redis`, so old configs keep working (spec/e2e/multi_instance.test.js covers `state`).
+describe('Redis backend (v1 rate_limit.backend alias)', () => {
   let redis;
   let redisPort;
-  const startRedis = async (port) =>
-    startProcess({
-      name: `redis-${port}`,
-      command: '/usr/bin/redis-server',
-      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      readyPort: port,
-    });
   const redisConfig = (onError, limit) => (raw) => {
     limits(limit, 100, 3600)(raw);
     raw.rate_limit = {
@@ -181,7 +177,7 @@ describe('Redis backend', () => {
 
   beforeAll(async () => {
     redisPort = await freePort();
-    redis = await startRedis(redisPort);
+    redis = await startRedis({ port: redisPort });
   });
 
   test('two gateway instances share one count', async () => {
@@ -229,7 +225,7 @@ describe('Redis backend', () => {
     expect(value(sc, 'gateway_rate_limit_backend_errors_total', { mode: 'fail_closed' })).toBeGreaterThanOrEqual(1);
     expect(value(sc, 'gateway_router_replies_total')).toBe(0);
     // Redis back: after retry_after_ms the gateways use it again.
-    redis = await startRedis(redisPort);
+    redis = await startRedis({ port: redisPort });
     await sleep(300);
     const back = await post(closed.url, { tenant: 'down-closed' });
     expect(back.status).toBe(200);

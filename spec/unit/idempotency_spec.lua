@@ -12,7 +12,11 @@ describe("beamline.idempotency", function()
     stub.install({ var = {} })
     dict = fake.new()
     ngx.shared = { beamline_idempotency = dict }
-    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000 } })
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000, in_flight_grace_seconds = 60 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
+    })
     package.loaded["beamline.idempotency"] = nil
     idem = require("beamline.idempotency")
   end)
@@ -40,6 +44,16 @@ describe("beamline.idempotency", function()
     assert.same({ "replay", 200, '{"ok":true}', "r1", "t1x" }, { idem.begin("t1", "decide", "k", "body", 5000) })
     assert.equal("mismatch", (idem.begin("t1", "decide", "k", "other", 5000)))
     assert.equal(86400, dict:ttl("t1|decide|k"))
+  end)
+
+  it("the local in-flight marker lives the Router timeout plus in_flight_grace_seconds", function()
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 10000, in_flight_grace_seconds = 7 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
+    })
+    assert.equal("run", (idem.begin("t1", "decide", "k", "body", 2500)))
+    assert.equal(10, dict:ttl("t1|decide|k")) -- ceil(2.5 s) + 7 s
   end)
 
   it("scopes keys by tenant and route", function()
@@ -72,7 +86,11 @@ describe("beamline.idempotency", function()
   end)
 
   it("keeps at most max_keys_per_tenant records per tenant: its own oldest go first, never another's", function()
-    config.set({ idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 3 } })
+    config.set({
+      idempotency = { enabled = true, ttl_seconds = 86400, size_mb = 1, max_keys_per_tenant = 3, in_flight_grace_seconds = 60 },
+      state = { backend = "local" },
+      decision_cache = { ttl_seconds = 300, max_per_tenant = 10000 },
+    })
     local function store(tenant, key)
       ngx.ctx = {}
       assert.equal("run", (idem.begin(tenant, "decide", key, "body", 5000)))

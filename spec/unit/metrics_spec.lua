@@ -15,6 +15,14 @@ local function has(text, line)
 end
 
 describe("beamline.metrics", function()
+  it("gives every family its own short id (the dict keys' family, shared by all modules)", function()
+    local seen = {}
+    for _, f in ipairs(metrics.FAMILIES) do
+      assert.is_nil(seen[f.id], f.name .. " reuses id " .. f.id .. " of " .. tostring(seen[f.id]))
+      seen[f.id] = f.name
+    end
+  end)
+
   after_each(function() stub.uninstall() end)
 
   it("normalises labels to a bounded set", function()

@@ -4,13 +4,14 @@ local stub = require("ngx_stub")
 local fake = require("fake_shdict")
 local config = require("beamline.config")
 
-local function cfg(limit, window, backend)
+local function cfg(limit, window)
   return {
     routes = {
       decide = { rate_limit = { limit = limit, window_seconds = window } },
       messages = { rate_limit = { limit = 100, window_seconds = 60 } },
     },
-    rate_limit = { backend = backend or "shared_dict", redis = { on_error = "fail_open" } },
+    rate_limit = { backend = "shared_dict" },
+    state = { backend = "local", redis = { on_error = "fail_open" } },
   }
 end
 

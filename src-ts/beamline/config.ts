@@ -39,7 +39,11 @@ export interface NatsConfig {
     tls: NatsTlsConfig;
 }
 
+/** state.redis (CONTRACT §13); REDIS_URL is parsed into these fields by the loader. */
 export interface RedisConfig {
+    /** REDIS_URL: never in the rendered config (the loader parses it into the fields below). */
+    url?: string;
+    /** An IP address or a DNS name (names need nginx's `resolver`). */
     host: string;
     port: number;
     password?: string;
@@ -48,15 +52,28 @@ export interface RedisConfig {
     pool_size: number;
     keepalive_ms: number;
     key_prefix: string;
-    /** fail_open: count in this instance's shared dict meanwhile; fail_closed: 503. */
+    /**
+     * fail_open: go on without the failed part (rate limit counted in this instance's shared
+     * dict meanwhile, no idempotency, decision not stored); fail_closed: 503.
+     */
     on_error: "fail_open" | "fail_closed";
     /** After a Redis error, this worker skips Redis for this long (ms). */
     retry_after_ms: number;
 }
 
+/**
+ * rate_limit: only the shared dict's size is read by the Lua side; `backend: redis` (v1) is an
+ * alias of state.backend: redis, and its `redis` keys fill state.redis (scripts/lib/config.js).
+ */
 export interface RateLimitBackendConfig {
     backend: "shared_dict" | "redis";
     shared_dict_size_mb: number;
+    redis: Omit<RedisConfig, "url">;
+}
+
+/** Where rate-limit counts, Idempotency-Key records and stored decisions live (§13). */
+export interface StateConfig {
+    backend: "local" | "redis";
     redis: RedisConfig;
 }
 
@@ -64,8 +81,10 @@ export interface IdempotencyConfig {
     enabled: boolean;
     ttl_seconds: number;
     size_mb: number;
-    /** Records per tenant; past it the tenant's own oldest go first. */
+    /** Records kept per tenant (both backends); past it the tenant's own oldest go first. */
     max_keys_per_tenant: number;
+    /** An in-flight marker lives the route's Router timeout plus this long. */
+    in_flight_grace_seconds: number;
 }
 
 export interface ApiKeyConfig {
@@ -217,6 +236,7 @@ export interface GatewayConfig {
     response_format: "canonical" | "flat";
     decision_cache: { ttl_seconds: number; size_mb: number; max_per_tenant: number };
     rate_limit: RateLimitBackendConfig;
+    state: StateConfig;
     idempotency: IdempotencyConfig;
     auth: AuthConfig;
     cors: CorsConfig;

@@ -4,12 +4,21 @@
  * Stored under the request_id and, when given, the message_id; exactly the 200 body's bytes.
  * Keys are prefixed by the tenant, so another tenant never sees an entry.
  *
- * Per-tenant bound (issue 17): entries are written with `safe_set` (nginx never evicts another
- * tenant's decision to make room) and each tenant keeps at most `decision_cache.max_per_tenant`
- * ids (beamline.tenant_ring: past it, its own oldest go first). When the dict is full a new
- * decision is not stored. Both counted in gateway_decision_cache_evictions_total{reason}.
+ * Per-tenant bound, local backend (issue 17): entries are written with `safe_set` (nginx never
+ * evicts another tenant's decision to make room) and each tenant keeps at most
+ * `decision_cache.max_per_tenant` ids (beamline.tenant_ring: past it, its own oldest go first).
+ * When the dict is full a new decision is not stored. Both counted in
+ * gateway_decision_cache_evictions_total{reason}.
+ *
+ * With `state.backend: redis` (CONTRACT §13) decisions live in Redis, written by
+ * idempotency.complete (in the same round trip as the Idempotency-Key outcome), before the answer
+ * is sent, so a lookup on any instance finds them once the client has the answer. Each is a
+ * plain key with the TTL: no per-tenant index (`max_per_tenant` applies to the local dict only),
+ * since a tenant's stored decisions are already bounded by its rate limit (at most 2 × limit per
+ * window × ttl / window keys) and expire by themselves.
  */
 import * as config from "./config";
+import * as state_redis from "./state_redis";
 import * as metrics from "./metrics";
 import * as tenant_ring from "./tenant_ring";
 import * as log_line from "./log_line";
@@ -47,11 +56,22 @@ export function store(tenant: string, request_id: string, message_id: string | u
     }
 }
 
-export function get(tenant: string, id: string): string | undefined {
+/** The Redis key of a decision. */
+export function redis_key(tenant: string, id: string): string {
+    return state_redis.prefix() + "dc:" + key(tenant, id);
+}
+
+/** The stored 200 body, or nil; with Redis, nil and "unavailable" when Redis failed. */
+export function get(tenant: string, id: string): LuaMultiReturn<[string | undefined, string | undefined]> {
+    if (config.get().state.backend === "redis") {
+        const [res] = state_redis.run("decision_lookup", state_redis.GET, redis_key(tenant, id));
+        if (res === undefined) return $multi(undefined, "unavailable");
+        return $multi(typeof res === "string" ? res : undefined, undefined);
+    }
     const dict = ngx.shared[DICT];
     if (dict === undefined) {
-        return undefined;
+        return $multi(undefined, undefined);
     }
     const [v] = dict.get(key(tenant, id));
-    return typeof v === "string" ? v : undefined;
+    return $multi(typeof v === "string" ? v : undefined, undefined);
 }

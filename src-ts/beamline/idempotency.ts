@@ -15,14 +15,24 @@
  * The hash is part of each entry, so an entry that is gone can only be missing, never answer for
  * another body.
  *
- * Per-tenant bound (issue 17): entries are written with `safe_add`/`safe_set` only, so nginx never
- * evicts one tenant's entry to make room for another's; each tenant keeps at most
- * `max_keys_per_tenant` (beamline.tenant_ring: past it, its own oldest go first). A full dict
+ * Per-tenant bound, local backend (issue 17): entries are written with `safe_add`/`safe_set`
+ * only, so nginx never evicts one tenant's entry to make room for another's; each tenant keeps at
+ * most `max_keys_per_tenant` (beamline.tenant_ring: past it, its own oldest go first). A full dict
  * refuses a new key with `full` (the handler answers 503: running it unrecorded could run a retry
  * twice). Both are counted in gateway_idempotency_evictions_total{reason}.
+ *
+ * With `state.backend: redis` (CONTRACT §13) the same entries live in Redis (beamline.state_redis),
+ * so every instance sees them: `begin` is one script (SET NX PX of the marker, else GET; the
+ * tenant's records bounded by the same `max_keys_per_tenant`, its own oldest evicted first),
+ * `complete` one script that also stores the decision. The Redis marker is "P" <sha256 hex>
+ * <owner token>, so only the request that set it can store or release it. Redis down: `fail_open`
+ * runs the request without idempotency, `fail_closed` answers 503 (`begin` returns "unavailable").
  */
 import * as config from "./config";
 import * as crypto from "./crypto";
+import * as ids from "./ids";
+import * as decision_cache from "./decision_cache";
+import * as state_redis from "./state_redis";
 import * as metrics from "./metrics";
 import * as tenant_ring from "./tenant_ring";
 import * as log_line from "./log_line";
@@ -30,14 +40,17 @@ import * as log_line from "./log_line";
 const DICT = "beamline_idempotency";
 const CTX_KEY = "beamline_idem_key";
 const CTX_HASH = "beamline_idem_hash";
+const CTX_MARKER = "beamline_idem_marker";
+const CTX_INDEX = "beamline_idem_index";
 const PENDING_VAR = "beamline_idem_pending";
 
 const ssub = string.sub;
 const sformat = string.format;
 const tonum = tonumber;
 const ceil = math.ceil;
+const floor = math.floor;
 
-export type Begin = "run" | "replay" | "in_flight" | "mismatch" | "full";
+export type Begin = "run" | "replay" | "in_flight" | "mismatch" | "full" | "unavailable";
 
 /** The dict key: tenant ids and route names cannot contain "|", and the client key comes last. */
 export function entry_key(tenant: string, route: string, key: string): string {
@@ -79,6 +92,58 @@ export function is_enabled(): boolean {
     return config.get().idempotency.enabled;
 }
 
+/** The Redis keys of an entry and of its tenant's index (the tenant as hash tag: one slot). */
+function redis_keys(tenant: string, route: string, key: string): LuaMultiReturn<[string, string]> {
+    const p = state_redis.prefix();
+    return $multi(p + "idem:{" + tenant + "}|" + route + "|" + key, p + "idemidx:{" + tenant + "}");
+}
+
+function begin_redis(
+    tenant: string,
+    route: string,
+    key: string,
+    hash: string,
+    timeout_ms: number,
+): LuaMultiReturn<[Begin, number, string, string, string]> {
+    const cfg = config.get();
+    const idem = cfg.idempotency;
+    const [k, index] = redis_keys(tenant, route, key);
+    const marker = "P" + hash + ids.random_hex(8);
+    const [res] = state_redis.run(
+        "idempotency",
+        state_redis.CLAIM,
+        2,
+        k,
+        index,
+        marker,
+        timeout_ms + idem.in_flight_grace_seconds * 1000,
+        floor(ngx.now() * 1000),
+        idem.max_keys_per_tenant,
+        idem.ttl_seconds * 1000,
+    );
+    if (res === 1) {
+        const ctx = ngx.ctx;
+        ctx[CTX_KEY] = k;
+        ctx[CTX_HASH] = hash;
+        ctx[CTX_MARKER] = marker;
+        ctx[CTX_INDEX] = index;
+        ngx.var[PENDING_VAR] = "1";
+        return $multi("run", 0, "", "", "");
+    }
+    if (typeof res !== "string") {
+        // Redis failed (counted and logged by state_redis).
+        return $multi(cfg.state.redis.on_error === "fail_closed" ? "unavailable" : "run", 0, "", "", "");
+    }
+    if (ssub(res, 2, 65) !== hash) return $multi("mismatch", 0, "", "", "");
+    if (ssub(res, 1, 1) === "P") return $multi("in_flight", 0, "", "", "");
+    const [kind, , status, rid, tid, body] = decode(res);
+    if (kind !== "D") {
+        state_redis.failed("idempotency", "malformed entry");
+        return $multi("in_flight", 0, "", "", "");
+    }
+    return $multi("replay", status, body, rid, tid);
+}
+
 /**
  * Claims or looks up the key for this request (raw body bytes in `raw`). Returns the outcome and,
  * for "replay", the stored status, body, request id and trace id.
@@ -92,14 +157,18 @@ export function begin(
     raw: string,
     timeout_ms: number,
 ): LuaMultiReturn<[Begin, number, string, string, string]> {
-    const d = get_dict();
     const [hash, herr] = crypto.sha256_hex(raw);
+    if (hash !== undefined && config.get().state.backend === "redis") {
+        return begin_redis(tenant, route, key, hash, timeout_ms);
+    }
+    const d = get_dict();
     if (d === undefined || hash === undefined) {
         log_line.write(ngx.ERR, "beamline: idempotency unavailable: ", d === undefined ? "lua_shared_dict " + DICT + " is missing" : herr);
         return $multi("run", 0, "", "", "");
     }
     const k = entry_key(tenant, route, key);
-    const lock_ttl = ceil(timeout_ms / 1000) + 60;
+    const cfg = config.get().idempotency;
+    const lock_ttl = ceil(timeout_ms / 1000) + cfg.in_flight_grace_seconds;
     // Two rounds: an entry may expire between a failed add and the get.
     for (let round = 0; round < 2; round++) {
         let [ok, err] = d.safe_add(k, "P" + hash, lock_ttl);
@@ -109,7 +178,6 @@ export function begin(
             ctx[CTX_KEY] = k;
             ctx[CTX_HASH] = hash;
             ngx.var[PENDING_VAR] = "1";
-            const cfg = config.get().idempotency;
             const [evicted] = tenant_ring.track(d, tenant, k, cfg.max_keys_per_tenant, cfg.ttl_seconds);
             if (evicted) metrics.idempotency_eviction("tenant_quota");
             return $multi("run", 0, "", "", "");
@@ -141,20 +209,81 @@ export function begin(
 }
 
 /**
- * The owner's final response: stores it (status < 500) or releases the key (5xx). No-op when this
- * request owns no key.
+ * Redis: stores the decision (`dtenant` set) and this request's Idempotency-Key outcome in one
+ * round trip. Returns false when that failed.
  */
-export function complete(status: number, body: string, request_id: string, trace_id: string): void {
+function finish_redis(
+    k: string | undefined,
+    entry: string,
+    dtenant: string | undefined,
+    request_id: string,
+    message_id: string | undefined,
+    body: string,
+): boolean {
+    const ctx = ngx.ctx;
+    let d1 = "";
+    let d2 = "";
+    if (dtenant !== undefined) {
+        d1 = decision_cache.redis_key(dtenant, request_id);
+        if (message_id !== undefined && message_id !== request_id) d2 = decision_cache.redis_key(dtenant, message_id);
+    }
+    const cfg = config.get();
+    if (k === undefined) {
+        const [stored] = state_redis.run("decision_store", state_redis.STORE, d1, d2, body, cfg.decision_cache.ttl_seconds * 1000);
+        return stored !== undefined;
+    }
+    const [res] = state_redis.run(
+        dtenant !== undefined ? "decision_store" : "idempotency",
+        state_redis.FINISH,
+        4,
+        d1,
+        d2,
+        k,
+        ctx[CTX_INDEX] as string,
+        dtenant !== undefined ? body : "",
+        cfg.decision_cache.ttl_seconds * 1000,
+        ctx[CTX_MARKER] as string,
+        entry,
+        cfg.idempotency.ttl_seconds * 1000,
+    );
+    return res !== undefined;
+}
+
+/**
+ * The final response of a request (before it is sent): stores the decision for lookup when
+ * `dtenant` is given (a 200 of the Router, CONTRACT §10), and, when this request holds an
+ * Idempotency-Key, its outcome: the response (status < 500) or the key's release (5xx).
+ * Returns false only when the Redis backend failed with `on_error: fail_closed` and a decision
+ * was to be stored (the caller answers 503: the decision could not be made findable).
+ */
+export function complete(
+    status: number,
+    body: string,
+    request_id: string,
+    trace_id: string,
+    dtenant?: string,
+    message_id?: string,
+): boolean {
     const ctx = ngx.ctx;
     const k = ctx[CTX_KEY] as string | undefined;
-    if (k === undefined) return;
-    ctx[CTX_KEY] = undefined;
-    ngx.var[PENDING_VAR] = "";
+    if (k !== undefined) {
+        ctx[CTX_KEY] = undefined;
+        ngx.var[PENDING_VAR] = "";
+    }
+    const st = config.get().state;
+    if (st.backend === "redis") {
+        if (k === undefined && dtenant === undefined) return true;
+        const entry = k !== undefined && status < 500 ? encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body) : "";
+        if (finish_redis(k, entry, dtenant, request_id, message_id, body)) return true;
+        return dtenant === undefined || st.redis.on_error !== "fail_closed";
+    }
+    if (dtenant !== undefined) decision_cache.store(dtenant, request_id, message_id, body);
+    if (k === undefined) return true;
     const d = get_dict();
-    if (d === undefined) return;
+    if (d === undefined) return true;
     if (status >= 500) {
         d.delete(k);
-        return;
+        return true;
     }
     const ttl = config.get().idempotency.ttl_seconds;
     const entry = encode_done(ctx[CTX_HASH] as string, status, request_id, trace_id, body);
@@ -166,6 +295,14 @@ export function complete(status: number, body: string, request_id: string, trace
         log_line.write(ngx.WARN, "beamline: cannot store the idempotent response: ", err);
         d.delete(k);
     }
+    return true;
+}
+
+/** Timer (the log phase has no cosockets): releases a Redis entry that is still ours. */
+function release_redis(premature: boolean, k: string, index: string, marker: string): void {
+    if (premature) return;
+    const cfg = config.get();
+    state_redis.run("idempotency", state_redis.FINISH, 4, "", "", k, index, "", 0, marker, "", cfg.idempotency.ttl_seconds * 1000);
 }
 
 /** Log phase: a request that claimed a key but never completed (a Lua error) releases it. */
@@ -174,6 +311,11 @@ export function release_unfinished(): void {
     const k = ctx[CTX_KEY] as string | undefined;
     if (k === undefined) return;
     ctx[CTX_KEY] = undefined;
+    if (config.get().state.backend === "redis") {
+        const [ok, err] = ngx.timer.at(0, release_redis, k, ctx[CTX_INDEX] as string, ctx[CTX_MARKER] as string);
+        if (!ok) log_line.write(ngx.WARN, "beamline: cannot release an Idempotency-Key in Redis (it expires): ", err);
+        return;
+    }
     const d = get_dict();
     if (d !== undefined) d.delete(k);
 }

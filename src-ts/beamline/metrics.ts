@@ -9,7 +9,7 @@
  *     (one incr per observation; rendering makes them cumulative, `_count` is their total), and
  *     `h|<id>|<route>|s`: the sum; id `d` = HTTP duration, `R` = Router duration;
  *   - `c|<id>|<label value>`: a counter with one label (id `rr` Router replies, `rl` rate-limit
- *     hits, `be` rate-limit backend errors); `p|<id>`: a counter without labels;
+ *     hits, `be` rate-limit backend errors, `se` state backend errors); `p|<id>`: a counter without labels;
  *   - `g|<id>|<worker id>`: a per-worker gauge, refreshed every second with a short TTL (a dead
  *     worker's value expires), summed when rendered.
  * NATS counters are per worker in beamline.nats.connection; each worker adds its deltas to the
@@ -47,6 +47,7 @@ export const ROUTER_DURATION = "gateway_router_request_duration_seconds";
 export const ROUTER_REPLIES = "gateway_router_replies_total";
 export const RATE_LIMIT_HITS = "gateway_rate_limit_hits_total";
 export const RATE_LIMIT_BACKEND_ERRORS = "gateway_rate_limit_backend_errors_total";
+export const STATE_BACKEND_ERRORS = "gateway_state_backend_errors_total";
 export const IDEMPOTENCY_REPLAYS = "gateway_idempotency_replays_total";
 export const NATS_STATUS = "gateway_nats_connection_status";
 export const NATS_IN_FLIGHT = "gateway_nats_requests_in_flight";
@@ -113,6 +114,14 @@ export const FAMILIES: Family[] = [
         id: "be",
         label: "mode",
         help: "Redis rate-limit backend failures, by the configured on_error mode.",
+        plain: false,
+    },
+    {
+        name: STATE_BACKEND_ERRORS,
+        type: "counter",
+        id: "sb",
+        label: "op",
+        help: "Failed Redis state-backend operations (state.backend: redis), by operation.",
         plain: false,
     },
     { name: IDEMPOTENCY_REPLAYS, type: "counter", id: "ir", help: "Responses replayed for a repeated Idempotency-Key.", plain: true },
@@ -441,6 +450,11 @@ export function rate_limit_hit(route: string): void {
 /** The Redis rate-limit backend failed; `mode` is the configured on_error. */
 export function rate_limit_backend_error(mode: string): void {
     add(labelled_key("be", mode), 1);
+}
+
+/** A Redis state operation failed (or was skipped while Redis is marked down). */
+export function state_backend_error(op: string): void {
+    add(labelled_key("sb", op), 1);
 }
 
 export function idempotency_replay(): void {

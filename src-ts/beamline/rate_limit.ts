@@ -2,8 +2,10 @@
  * beamline.rate_limit — per tenant and route, fixed windows aligned to the epoch (CONTRACT §5,
  * §10): the window of time `now` with length W starts at `floor(now / W) * W` and resets at
  * start + W. Counted with `incr(key, 1, 0, W)` in the shared dict `beamline_ratelimit`, so every
- * worker of this instance shares one count; with `rate_limit.backend: redis` in Redis (one
- * atomic script), so every instance shares it. The key holds the window start, so a new window
+ * worker of this instance shares one count; with `state.backend: redis` in Redis (INCR and
+ * EXPIRE in one pipeline, one round trip: beamline.state_redis), so every instance shares it. When Redis fails
+ * with `on_error: fail_open` the request is counted in the shared dict meanwhile (the limit then
+ * holds per instance instead of not at all); `fail_closed` answers 503. The key holds the window start, so a new window
  * is a new key and old ones simply expire.
  *
  * `check` sets `X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch seconds of the window's
@@ -13,7 +15,7 @@
  */
 import * as config from "./config";
 import * as metrics from "./metrics";
-import * as redis_counter from "./redis_counter";
+import * as state_redis from "./state_redis";
 import * as log_line from "./log_line";
 
 const DICT = "beamline_ratelimit";
@@ -79,18 +81,18 @@ export function check(route: string, tenant: string): LuaMultiReturn<[Outcome, n
     const reset = start + window;
     const key = counter_key(route, tenant, start);
     let count: number | undefined;
-    const backend = cfg.rate_limit;
-    if (backend.backend === "redis") {
-        const [n, err] = redis_counter.incr(backend.redis, key, window);
-        if (n === undefined) {
-            const mode = backend.redis.on_error;
+    const st = cfg.state;
+    if (st.backend === "redis") {
+        const [n] = state_redis.run("rate_limit", state_redis.RATE, st.redis.key_prefix + "rl:" + key, window);
+        if (typeof n === "number") {
+            count = n;
+        } else {
+            const mode = st.redis.on_error;
+            // The v1 counter of this condition, kept for existing dashboards.
             metrics.rate_limit_backend_error(mode);
-            log_line.write(ngx.WARN, "beamline: Redis rate limit unavailable (", mode, "): ", err);
             if (mode === "fail_closed") {
                 return $multi("unavailable", limit, window, retry_after(now, reset));
             }
-        } else {
-            count = n;
         }
     }
     if (count === undefined) {

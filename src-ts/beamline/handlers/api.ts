@@ -400,6 +400,9 @@ function handle(route: ApiRoute): void {
         if (state === "mismatch") {
             return fail(409, "conflict", "this Idempotency-Key was used with a different request body", c);
         }
+        if (state === "unavailable") {
+            return fail(503, "unavailable", "the idempotency store is unavailable", c, undefined, RETRY_AFTER);
+        }
         if (state === "full") {
             return fail(503, "unavailable", "the Idempotency-Key store is full; retry later", c, undefined, RETRY_AFTER);
         }
@@ -424,13 +427,17 @@ function handle(route: ApiRoute): void {
             }
             out = flat;
         }
-        if (!traffic.is_shadow_request()) {
-            decision_cache.store(n.tenant_id, n.request_id, n.message_id, out);
-            // message_created for the tenant's streams (§11.1): queued, never waits
-            streams.publish_decision(route, n.tenant_id, n.request_id, n.message_id, n.trace_id, out);
-        }
     }
-    idempotency.complete(mapped.status, out, n.request_id, n.trace_id);
+    // The decision is stored (with the Idempotency-Key outcome) before the answer is sent, so a
+    // lookup on any instance finds it as soon as the client has the answer (§13).
+    const dtenant = mapped.status === 200 && !traffic.is_shadow_request() ? n.tenant_id : undefined;
+    if (!idempotency.complete(mapped.status, out, n.request_id, n.trace_id, dtenant, n.message_id)) {
+        return fail(503, "unavailable", "the decision store is unavailable", c, undefined, RETRY_AFTER);
+    }
+    if (dtenant !== undefined) {
+        // message_created for the tenant's streams (§11.1), only for a 200 the client gets: queued, never waits
+        streams.publish_decision(route, n.tenant_id, n.request_id, n.message_id, n.trace_id, out);
+    }
     util.json_response(mapped.status, out);
 }
 
@@ -467,8 +474,11 @@ export function decision_lookup(): void {
     // The lookup counts against the decide route's limit (§10).
     apply_rate_limit("decide", ENDPOINTS.decision_lookup, hdr.tenant_id, undefined, hdr);
     const id = ssub(ngx.var["uri"] as string, LOOKUP_PREFIX_LEN + 1);
-    const stored = decision_cache.get(hdr.tenant_id, id);
+    const [stored, unavailable] = decision_cache.get(hdr.tenant_id, id);
     set_id_headers(c);
+    if (unavailable !== undefined) {
+        return fail(503, "unavailable", "the decision store is unavailable", c, undefined, RETRY_AFTER);
+    }
     if (stored === undefined) {
         return fail(404, "not_found", "no decision stored under this id", c);
     }
