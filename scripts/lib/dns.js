@@ -72,7 +72,7 @@ function dnsView(dns) {
   };
 }
 
-/** The host of a nats:// or tls:// URL. */
+/** The host of a URL (nats://, tls://, http://). */
 function natsUrlHost(url) {
   const m = /^[a-z]+:\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/.exec(url);
   return m ? m[1] : '';
@@ -86,20 +86,18 @@ function dnsProblems(raw) {
   const view = dnsView(raw.dns);
   if (view.servers.length) return [];
   const out = [];
-  raw.nats.servers.forEach((url, i) => {
-    const host = natsUrlHost(url);
+  const check = (field, host) => {
     if (host && !isIp(host) && !(host.toLowerCase() in view.hosts)) {
       out.push(
-        `nats.servers[${i}]: the host name ${host} cannot be resolved: it is not in ${raw.dns.hosts_file} and no name server is known (set dns.resolvers, or give nameserver lines in ${raw.dns.resolv_conf})`,
+        `${field}: the host name ${host} cannot be resolved: it is not in ${raw.dns.hosts_file} and no name server is known (set dns.resolvers, or give nameserver lines in ${raw.dns.resolv_conf})`,
       );
     }
-  });
+  };
+  raw.nats.servers.forEach((url, i) => check(`nats.servers[${i}]`, natsUrlHost(url)));
   const st = raw.state;
-  if (st && st.backend === 'redis' && !isIp(st.redis.host) && !(st.redis.host.toLowerCase() in view.hosts)) {
-    out.push(
-      `state.redis.host: the host name ${st.redis.host} cannot be resolved: it is not in ${raw.dns.hosts_file} and no name server is known (set dns.resolvers, or give nameserver lines in ${raw.dns.resolv_conf})`,
-    );
-  }
+  if (st && st.backend === 'redis') check('state.redis.host', st.redis.host);
+  const tr = raw.tracing;
+  if (tr && tr.enabled) check('tracing.endpoint', natsUrlHost(tr.endpoint));
   return out;
 }
 

@@ -51,6 +51,16 @@ test('a name no hosts file or name server can answer is a config error naming th
     }),
   ).toThrow(/nats\.servers\[1\]: the host name nowhere\.invalid cannot be resolved/);
   expect(() => loadConfig({ env: {}, overrides: (raw) => (raw.dns = { resolvers: ['8.8.8.8;'] }) })).toThrow(ConfigError);
+  // the same rule for the OTLP collector of tracing (and state.redis.host, spec/e2e/multi_instance)
+  expect(() =>
+    loadConfig({
+      env: {},
+      overrides: (raw) => {
+        raw.dns = { hosts_file: '/nonexistent', resolv_conf: '/nonexistent' };
+        raw.tracing = { enabled: true, endpoint: 'http://otel.invalid:4318/v1/traces' };
+      },
+    }),
+  ).toThrow(/tracing\.endpoint: the host name otel\.invalid cannot be resolved/);
 });
 
 test('a DNS name is resolved by the rendered resolver, and a reconnect follows a changed answer', async () => {
