@@ -25,6 +25,10 @@
 //   npm run bench -- --streams             SSE streams (CONTRACT §11) on one worker: RSS and fds per
 //            idle stream (--idle-streams N, default 10000), decide-to-event latency at 1,000
 //            streams of one tenant, decide throughput at c64 with 1,000 streams open vs none
+//   npm run bench -- --compare DIR [--rounds 2]   A/B: decide (c64 unless --concurrency) on a
+//            gateway running the compiled Lua in DIR ("before", e.g. a dist-lua copied from
+//            another commit) and one running this build ("after"), same NATS and Router, rounds
+//            alternating; medians of req/s, p99 and worker CPU µs per decide
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
 //   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
@@ -33,7 +37,8 @@
 //   --config FILE, --out DIR, --max-load L (before starting: wait until the 1-minute load average
 //   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
 //   the cores busy; the load average is printed too but includes the benchmark's own load),
-//   --wait-load S (how long either waits at most, default 300).
+//   --wait-load S (how long either waits at most, default 300), --tenants N (decide requests
+//   spread over N tenants, X-Tenant-ID bench-0 … bench-<N-1>; default 1: one tenant, "bench").
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -263,7 +268,7 @@ async function startBenchStack(opts) {
   const router = await procs.startRouter({ natsUrl: nats.url, args: ['--fast'] });
   const collector = opts.tracing === 'on' ? await startCollector() : null;
   const gw = await startBenchNginx(opts, nats, luaDir, 'nginx', undefined, collector);
-  return { nats, router, luaDir, collector, ...gw };
+  return { nats, router, luaDir, collector, tenants: opts.tenants, ...gw };
 }
 
 /**
@@ -389,7 +394,12 @@ function targetRequest(stack, target) {
   if (target === 'bare') return { url: `${stack.url}/__bench/bare`, method: 'GET', body: '-', headers: [] };
   if (target === 'healthz') return { url: `${stack.url}/healthz`, method: 'GET', body: '-', headers: [] };
   if (target === 'decide')
-    return { url: `${stack.url}/api/v1/routes/decide`, method: 'POST', body: bodyFile(), headers: [`X-Tenant-ID=${TENANT}`] };
+    return {
+      url: `${stack.url}/api/v1/routes/decide`,
+      method: 'POST',
+      body: bodyFile(),
+      headers: [`X-Tenant-ID=${TENANT}`, ...(stack.tenants > 1 ? [`@tenants=${stack.tenants}`] : [])],
+    };
   throw new Error(`no HTTP request for target ${target}`);
 }
 
@@ -814,6 +824,78 @@ async function stateMode(stack, o) {
   }
 }
 
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/**
+ * --compare DIR: decide on two gateways in the same run, on the same NATS and Router: "before"
+ * runs the compiled Lua in DIR (e.g. a dist-lua built from another commit), "after" the current
+ * build. Rounds alternate the order (--rounds, default 2), so both see the same machine; prints
+ * each point and the medians of req/s, p99 and worker CPU per decide.
+ */
+async function compareMode(stack, o) {
+  const beforeDir = path.join(procs.tmpRoot(), 'dist-lua-before');
+  fs.cpSync(o.compare, beforeDir, { recursive: true });
+  const bstack = { ...stack, ...(await startBenchNginx(o, stack.nats, beforeDir, 'nginx-before')) };
+  say(`"before" gateway (${o.compare}) at ${bstack.url} (master ${bstack.nginx.pid}); "after" (this build) at ${stack.url}`);
+  const sides = [
+    { name: 'before', st: bstack },
+    { name: 'after', st: stack },
+  ];
+  say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
+  for (const s of sides) {
+    const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
+    if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
+  }
+  const results = [];
+  for (const c of o.levels) {
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const s of round % 2 ? sides : [...sides].reverse()) {
+        const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
+        process.stdout.write(
+          `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | decide ${s.name} c${c} round ${round} … `,
+        );
+        const workers = workerPids(s.st.nginx.pid);
+        const w0 = workers.reduce((x, p) => x + cpuMs(p), 0);
+        const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
+        r.side = s.name;
+        r.round = round;
+        r.worker_cpu_us_per_request = (((workers.reduce((x, p) => x + cpuMs(p), 0) - w0) * 1000) / r.requests).toFixed(1) * 1;
+        results.push(r);
+        process.stdout.write(
+          `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, worker CPU ${r.worker_cpu_us_per_request} µs/req\n`,
+        );
+      }
+    }
+  }
+  const summary = o.levels.map((c) => {
+    const agg = (name) => {
+      const rs = results.filter((r) => r.concurrency === c && r.side === name);
+      return {
+        rps: median(rs.map((r) => r.rps)),
+        p99_ms: median(rs.map((r) => r.p99_ms)),
+        worker_cpu_us_per_request: median(rs.map((r) => r.worker_cpu_us_per_request)),
+      };
+    };
+    return { concurrency: c, before: agg('before'), after: agg('after') };
+  });
+  process.stdout.write(
+    `\nmedians over ${o.rounds} rounds, ${o.tenants} tenant(s)\n${pad('conc', 6)}${pad('before req/s', 14)}${pad('after req/s', 13)}` +
+      `${pad('before p99', 12)}${pad('after p99', 11)}${pad('before µs/req', 15)}${pad('after µs/req', 14)}\n` +
+      summary
+        .map(
+          (x) =>
+            `${pad(x.concurrency, 6)}${pad(num(x.before.rps), 14)}${pad(num(x.after.rps), 13)}${pad(x.before.p99_ms.toFixed(2), 12)}` +
+            `${pad(x.after.p99_ms.toFixed(2), 11)}${pad(x.before.worker_cpu_us_per_request.toFixed(1), 15)}${pad(x.after.worker_cpu_us_per_request.toFixed(1), 14)}`,
+        )
+        .join('\n') +
+      '\n\n',
+  );
+  return { results, summary };
+}
+
 async function streamsMode(stack, o) {
   const [worker] = workerPids(stack.nginx.pid);
   const out = { worker, idle: {}, latency: {}, throughput: {} };
@@ -1089,6 +1171,8 @@ async function main() {
         'state',
         'rounds',
         'tracing',
+        'compare',
+        'tenants',
       ],
     });
   } catch (e) {
@@ -1118,9 +1202,15 @@ async function main() {
     state: a.state,
     rounds: Number(a.rounds || 2),
     quick: !!a.quick,
+    compare: a.compare ? path.resolve(a.compare) : undefined,
+    tenants: Number(a.tenants || 1),
   };
   if (o.state !== undefined && o.state !== 'redis') throw new Error('--state: redis (compares it with local in the same run)');
-  if (o.state && !a.concurrency) o.levels = [64];
+  if ((o.state || o.compare) && !a.concurrency) o.levels = [64];
+  if (!(o.tenants >= 1)) throw new Error('--tenants: a positive integer');
+  if (o.compare && !fs.existsSync(path.join(o.compare, 'beamline', 'phases.lua'))) {
+    throw new Error(`--compare: ${o.compare} holds no compiled gateway (beamline/phases.lua)`);
+  }
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
   if (!['off', 'on'].includes(o.tracing)) throw new Error('--tracing: off or on');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);
@@ -1165,6 +1255,21 @@ async function main() {
       JSON.stringify({ kind: 'streams', date: new Date().toISOString(), machine, load_after: os.loadavg(), ...r }, null, 2),
     );
     say(`written ${path.relative(ROOT, file)}`);
+    return 0;
+  }
+  if (o.compare) {
+    const m = await compareMode(stack, o);
+    const file = path.join(o.outDir, `compare-${ts}.json`);
+    const voided = m.results.filter((r) => r.errors > 0);
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ kind: 'compare', date: new Date().toISOString(), machine, void: voided.length > 0, options: o, ...m }, null, 2),
+    );
+    say(`written ${path.relative(ROOT, file)}`);
+    if (voided.length) {
+      process.stderr.write(`[bench] VOID: ${voided.map((r) => `${r.side} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
+      return 1;
+    }
     return 0;
   }
   if (o.state) {

@@ -2,7 +2,8 @@
 --   wrk -t T -c C -d D -s scripts/bench/wrk.lua URL -- METHOD BODY_FILE LIMIT [HEADER=VALUE ...]
 -- METHOD: GET or POST; BODY_FILE: file with the POST body ("-" for none); LIMIT: requests per
 -- thread after which the thread stops (0 = run for the whole duration). Extra arguments are
--- request headers.
+-- request headers; "@tenants=N" (N > 1) spreads the requests over N tenants: X-Tenant-ID
+-- becomes <its value>-<0..N-1>, one after the other (N requests pre-formatted per thread).
 -- Every response's status is counted; done() prints one line "BENCH_RESULT {json}" with the
 -- totals, the status counts of all threads (anything not 2xx voids the run), wrk's socket
 -- errors and the latency percentiles in microseconds.
@@ -20,9 +21,14 @@ function init(args)
   non2xx = 0
   statuses = {}
   local headers = {}
+  local tenants = 1
   for i = 4, #args do
     local k, v = args[i]:match("^([^=]+)=(.*)$")
-    if k then headers[k] = v end
+    if k == "@tenants" then
+      tenants = tonumber(v) or 1
+    elseif k then
+      headers[k] = v
+    end
   end
   local body = nil
   if body_file ~= "-" then
@@ -31,11 +37,25 @@ function init(args)
     f:close()
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  -- One pre-formatted request: no per-request work in the client.
+  -- Pre-formatted requests: no per-request work in the client beyond picking one.
   req = wrk.format(method, nil, headers, body)
+  if tenants > 1 then
+    local base = headers["X-Tenant-ID"] or "bench"
+    reqs = {}
+    for i = 0, tenants - 1 do
+      headers["X-Tenant-ID"] = base .. "-" .. i
+      reqs[i + 1] = wrk.format(method, nil, headers, body)
+    end
+    nreqs = tenants
+    next_req = 0
+  end
 end
 
 function request()
+  if reqs then
+    next_req = next_req % nreqs + 1
+    return reqs[next_req]
+  end
   return req
 end
 
