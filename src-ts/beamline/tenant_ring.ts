@@ -17,8 +17,24 @@
  */
 const tostr = tostring;
 
-/** Frees expired entries when the dict is full, then says whether to try again. */
+/** At most one `flush_expired` per dict and worker in this many seconds. */
+export const RECLAIM_INTERVAL_SECONDS = 1;
+
+/** When this worker last flushed each dict (ngx.now()); worker-local, never shared. */
+const last_reclaim = new LuaTable<NgxSharedDict, number>();
+
+/**
+ * Frees expired entries when the dict is full, then says whether to try again. At most once per
+ * second per dict and worker: `flush_expired` walks the dict's whole LRU queue under its lock
+ * when little has expired, and a full dict (many tenants, each within its share) would otherwise
+ * pay that walk on every write (10,000 tenants: 164 req/s, 6 ms of worker CPU per decide).
+ * Between flushes a write to the full dict is refused as before (the caller's "no memory").
+ */
 export function reclaim(d: NgxSharedDict): boolean {
+    const now = ngx.now();
+    const last = last_reclaim.get(d);
+    if (last !== undefined && now - last < RECLAIM_INTERVAL_SECONDS && now >= last) return false;
+    last_reclaim.set(d, now);
     return d.flush_expired(1000) > 0;
 }
 
