@@ -200,6 +200,22 @@ describe("encoders", function()
     end
   end)
 
+  it("append_pub_parts writes the same bytes as append_pub of the joined payload", function()
+    local headers = { "request_id", "r-1", "tenant_id", "t" }
+    local hlen = protocol.header_block_len(headers)
+    for _, parts in ipairs({ {}, { "x" }, { '{"a":', "1", "}" } }) do
+      local payload = table.concat(parts)
+      local want = {}
+      local wn = protocol.append_pub(want, 0, "ev.t", headers, hlen, payload)
+      local out = { "PING\r\n" }
+      local n = protocol.append_pub_parts(out, 1, "ev.t", headers, hlen, parts, #parts, #payload)
+      assert.equal(#out, n)
+      local got = {}
+      for i = 1, n do got[i] = tostring(out[i]) end
+      assert.equal("PING\r\n" .. table.concat(want, "", 1, wn), table.concat(got))
+    end
+  end)
+
   it("an HPUB without reply is delivered as an HMSG the parser reads back (sid dispatch)", function()
     local hlen = protocol.header_block_len({ "request_id", "r-9" })
     local out = {}

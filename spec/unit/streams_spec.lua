@@ -70,4 +70,55 @@ describe("beamline.streams", function()
     assert.is_true(streams.result_matches(x, result({ request_id = "r1" })))
     assert.is_false(streams.result_matches(x, result({ request_id = "r1", provider = "bad" })))
   end)
+
+  describe("publish_decision", function()
+    local stub = require("ngx_stub")
+    local config = require("beamline.config")
+    local connection = require("beamline.nats.connection")
+    local cjson = require("cjson")
+    local orig, sent
+
+    before_each(function()
+      stub.install({ var = {}, now = 1700000000.123 })
+      config.set({ streams = { messages_enabled = true, events_subject_prefix = "beamline.gateway.v1.events" } })
+      orig = connection.publish_parts
+      sent = {}
+      connection.publish_parts = function(subject, headers, parts, np, plen)
+        local data = table.concat(parts, "", 1, np)
+        sent[#sent + 1] = { subject = subject, headers = { unpack(headers) }, data = data, plen = plen }
+        return true
+      end
+    end)
+    after_each(function()
+      connection.publish_parts = orig
+      stub.uninstall()
+    end)
+
+    it("publishes the event's JSON as parts, with its byte length", function()
+      streams.publish_decision("decide", "a.b", "r-1", nil, "4bf92f3577b34da6a3ce929d0e0e4736", '{"ok":true,"decision":{"x":1}}')
+      assert.equal(1, #sent)
+      local e = sent[1]
+      assert.equal("beamline.gateway.v1.events.a%2Eb", e.subject)
+      assert.same({ "request_id", "r-1", "tenant_id", "a.b" }, e.headers)
+      assert.equal(
+        '{"tenant_id":"a.b","request_id":"r-1","message_id":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",'
+          .. '"route":"decide","ts":1700000000123,"response":{"ok":true,"decision":{"x":1}}}',
+        e.data
+      )
+      assert.equal(#e.data, e.plen)
+    end)
+
+    it("escapes ids that need it and puts a multi-line response on one line", function()
+      streams.publish_decision("messages", "t", 'r"1\\', 'm"2', "t1", '{"ok":true,\n"d":[1, 2]}')
+      local e = sent[1]
+      assert.equal(#e.data, e.plen)
+      assert.is_nil(e.data:find("\n", 1, true))
+      local v = cjson.decode(e.data)
+      assert.equal('r"1\\', v.request_id)
+      assert.equal('m"2', v.message_id)
+      assert.equal("messages", v.route)
+      assert.equal(true, v.response.ok)
+      assert.same({ 1, 2 }, v.response.d)
+    end)
+  end)
 end)

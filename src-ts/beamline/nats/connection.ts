@@ -607,6 +607,42 @@ export function publish(
     return $multi(true, undefined);
 }
 
+/**
+ * `publish` with headers and the payload as `np` string parts (0-based `parts`) of `plen` bytes
+ * in all, appended to the writer's queue as they are: no payload string is built. The same
+ * checks as `publish`; `parts` may be reused by the caller once this returns.
+ */
+export function publish_parts(
+    subject: string,
+    headers: HeaderList,
+    parts: string[],
+    np: number,
+    plen: number,
+): LuaMultiReturn<[true, undefined] | [undefined, string]> {
+    if (!connected) {
+        counters.publish_failures++;
+        return $multi(undefined, "not_connected");
+    }
+    if (bad_token(subject)) {
+        counters.publish_failures++;
+        return $multi(undefined, "invalid subject");
+    }
+    const herr = check_headers(headers);
+    if (herr !== undefined) {
+        counters.publish_failures++;
+        return $multi(undefined, herr);
+    }
+    const hlen = header_block_len(headers);
+    if (hlen + plen > max_payload) {
+        counters.publish_failures++;
+        return $multi(undefined, "payload_too_large");
+    }
+    qn = protocol.append_pub_parts(queue, qn, subject, headers, hlen, parts, np, plen);
+    qevents++;
+    wake_writer();
+    return $multi(true, undefined);
+}
+
 /** The live counters table (read-only for callers). */
 export function get_counters(): Counters {
     return counters;

@@ -414,6 +414,47 @@ export function append_pub(
     return append_headers_payload(out, n + 7, headers, payload);
 }
 
+/**
+ * append_pub with the payload given as `np` string parts (`parts[0..np-1]`, 0-based) of `plen`
+ * bytes in all: the payload is never joined into one string (see append_hpub). Returns the next
+ * index.
+ */
+export function append_pub_parts(
+    out: (string | number)[],
+    n: number,
+    subject: string,
+    headers: HeaderList,
+    hlen: number,
+    parts: string[],
+    np: number,
+    plen: number,
+): number {
+    out[n] = "HPUB ";
+    out[n + 1] = subject;
+    out[n + 2] = " ";
+    out[n + 3] = hlen;
+    out[n + 4] = " ";
+    out[n + 5] = hlen + plen;
+    out[n + 6] = "\r\nNATS/1.0\r\n";
+    n += 7;
+    const hn = headers.length;
+    for (let k = 0; k < hn; k += 2) {
+        out[n] = headers[k];
+        out[n + 1] = ": ";
+        out[n + 2] = headers[k + 1];
+        out[n + 3] = "\r\n";
+        n += 4;
+    }
+    out[n] = "\r\n";
+    n++;
+    for (let i = 0; i < np; i++) {
+        out[n] = parts[i];
+        n++;
+    }
+    out[n] = "\r\n";
+    return n + 1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header block parser
 // ---------------------------------------------------------------------------------------------
