@@ -30,6 +30,9 @@ function key(tenant: string, id: string): string {
     return tenant + "|" + id;
 }
 
+/** When this worker last logged a refused decision (ngx.now()): at most one line per second. */
+let last_refused_log = -1;
+
 /** Stores one id of a tenant's decision (not stored when the dict is full). */
 function store_one(dict: NgxSharedDict, tenant: string, id: string, body: string, ttl: number, max: number): void {
     const k = key(tenant, id);
@@ -37,7 +40,13 @@ function store_one(dict: NgxSharedDict, tenant: string, id: string, body: string
     if (!ok && err === "no memory" && tenant_ring.reclaim(dict)) [ok, err] = dict.safe_set(k, body, ttl);
     if (!ok) {
         if (err === "no memory") metrics.decision_eviction("no_memory");
-        log_line.write(ngx.WARN, "beamline: cannot cache decision: ", err);
+        // A full dict refuses every new decision until entries expire: one line per second per
+        // worker says so (the metric counts each), not one per request.
+        const now = ngx.now();
+        if (err !== "no memory" || now - last_refused_log >= 1 || now < last_refused_log) {
+            last_refused_log = now;
+            log_line.write(ngx.WARN, "beamline: cannot cache decision: ", err);
+        }
         return;
     }
     const [evicted] = tenant_ring.track(dict, tenant, k, max, ttl);
