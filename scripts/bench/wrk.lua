@@ -2,7 +2,10 @@
 --   wrk -t T -c C -d D -s scripts/bench/wrk.lua URL -- METHOD BODY_FILE LIMIT [HEADER=VALUE ...]
 -- METHOD: GET or POST; BODY_FILE: file with the POST body ("-" for none); LIMIT: requests per
 -- thread after which the thread stops (0 = run for the whole duration). Extra arguments are
--- request headers.
+-- request headers. The header argument `X-Tenant-ID=@N` (N > 0) spreads the requests over N
+-- tenants: each thread sends X-Tenant-ID bench-0 … bench-<N-1> round robin (thread t starting
+-- at t * N / 2), so every tenant gets the same share; the request is pre-formatted around the
+-- tenant id, so the per-request work is one concatenation.
 -- Every response's status is counted; done() prints one line "BENCH_RESULT {json}" with the
 -- totals, the status counts of all threads (anything not 2xx voids the run), wrk's socket
 -- errors and the latency percentiles in microseconds.
@@ -10,6 +13,7 @@ local threads = {}
 
 function setup(thread)
   threads[#threads + 1] = thread
+  thread:set("tid", #threads - 1)
 end
 
 function init(args)
@@ -31,11 +35,27 @@ function init(args)
     f:close()
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  -- One pre-formatted request: no per-request work in the client.
-  req = wrk.format(method, nil, headers, body)
+  local spread = headers["X-Tenant-ID"] and headers["X-Tenant-ID"]:match("^@(%d+)$")
+  tenants = spread and tonumber(spread) or 0
+  if tenants > 0 then
+    local mark = "@@BENCH_TENANT@@"
+    headers["X-Tenant-ID"] = mark
+    local text = wrk.format(method, nil, headers, body)
+    local i = assert(text:find(mark, 1, true))
+    req_head, req_tail = text:sub(1, i - 1), text:sub(i + #mark)
+    seq = math.floor((tid or 0) * tenants / 2)
+  else
+    -- One pre-formatted request: no per-request work in the client.
+    req = wrk.format(method, nil, headers, body)
+  end
 end
 
 function request()
+  if tenants > 0 then
+    local t = seq % tenants
+    seq = seq + 1
+    return req_head .. "bench-" .. t .. req_tail
+  end
   return req
 end
 
