@@ -399,8 +399,11 @@ function bodyFile() {
   return f;
 }
 
-/** decide: `body` (a file) instead of DECIDE_BODY; `tenants` > 0 spreads over bench-0 … bench-<N-1>. */
-function targetRequest(stack, target, { body, tenants } = {}) {
+/**
+ * decide: `body` (a file) instead of DECIDE_BODY; `tenants` > 0 spreads over bench-0 … bench-<N-1>,
+ * each wrk thread starting `tenantOffset` tenants further (scripts/bench/wrk.lua).
+ */
+function targetRequest(stack, target, { body, tenants, tenantOffset = 0 } = {}) {
   if (target === 'bare') return { url: `${stack.url}/__bench/bare`, method: 'GET', body: '-', headers: [] };
   if (target === 'healthz') return { url: `${stack.url}/healthz`, method: 'GET', body: '-', headers: [] };
   if (target === 'decide')
@@ -408,7 +411,7 @@ function targetRequest(stack, target, { body, tenants } = {}) {
       url: `${stack.url}/api/v1/routes/decide`,
       method: 'POST',
       body: body || bodyFile(),
-      headers: [`X-Tenant-ID=${tenants > 0 ? `@${tenants}` : TENANT}`],
+      headers: [`X-Tenant-ID=${tenants > 0 ? `@${tenants}+${tenantOffset}` : TENANT}`],
     };
   throw new Error(`no HTTP request for target ${target}`);
 }
@@ -417,9 +420,9 @@ function targetRequest(stack, target, { body, tenants } = {}) {
  * One wrk run. limitTotal > 0: stop after about that many responses (the duration is a cap).
  * body, tenants: see targetRequest (--curves, --memory --tenants).
  */
-async function wrk(stack, target, c, durationS, { threads, limitTotal = 0, body, tenants } = {}) {
+async function wrk(stack, target, c, durationS, { threads, limitTotal = 0, body, tenants, tenantOffset } = {}) {
   const t = Math.max(1, Math.min(threads || (c === 1 ? 1 : 2), c));
-  const r = targetRequest(stack, target, { body, tenants });
+  const r = targetRequest(stack, target, { body, tenants, tenantOffset });
   const perThread = limitTotal > 0 ? Math.ceil(limitTotal / t) : 0;
   const args = [
     '-t',
@@ -643,18 +646,21 @@ async function memoryMode(stack, o) {
     `memory: ${num(total)} decide requests at c${c} in chunks of ${num(chunk)}` +
       `${tenants > 0 ? `, spread over ${num(tenants)} tenants (bench-0 … bench-${tenants - 1})` : `, one tenant (${TENANT})`}; nginx worker pid(s) ${worker.join(', ')}`,
   );
-  const heap0 = await getJson(`${stack.url}/__bench/info?gc=1&dicts=1&keys=1`);
+  // The key counts after the RSS sample: get_keys builds a Lua table of every key, whose pages
+  // the allocator keeps after the GC.
+  const heap0 = await getJson(`${stack.url}/__bench/info?gc=1`);
+  const before = worker.map(rss);
+  const dicts0 = (await getJson(`${stack.url}/__bench/info?dicts=1&keys=1`)).dicts;
   const showDicts = (label, info) =>
     say(
-      `${label} shared dicts: ${Object.entries(info.dicts)
+      `${label} shared dicts: ${Object.entries(info)
         .map(
           ([k, d]) =>
             `${k.replace('beamline_', '')} ${num(d.keys)} keys, ${mib((d.capacity - d.free_space) / 1024)} of ${mib(d.capacity / 1024)} used`,
         )
         .join('; ')}`,
     );
-  showDicts('before', heap0);
-  const before = worker.map(rss);
+  showDicts('before', dicts0);
   const show = (label, r, heap) =>
     say(
       `${label}: ${worker.map((p, i) => `pid ${p} VmRSS ${mib(r[i].VmRSS)} (anon ${mib(r[i].RssAnon)}, shmem ${mib(r[i].RssShmem)}, file ${mib(r[i].RssFile)})`).join('; ')}${heap ? `, Lua heap ${heap.lua_kb} KiB` : ''}`,
@@ -665,7 +671,8 @@ async function memoryMode(stack, o) {
   const progress = [];
   while (done < total) {
     const n = Math.min(chunk, total - done);
-    const r = await wrk(stack, 'decide', c, 600, { limitTotal: n, tenants });
+    // Each chunk's two wrk threads continue where the previous chunk's stopped (done / 2 each).
+    const r = await wrk(stack, 'decide', c, 600, { limitTotal: n, tenants, tenantOffset: Math.floor(done / 2) });
     if (r.errors) throw new Error(`memory run: ${r.errors} errors after ${num(done)} requests: ${JSON.stringify(r.detail)}`);
     done += r.requests;
     const now = worker.map(rss);
@@ -678,10 +685,11 @@ async function memoryMode(stack, o) {
         `dicts used: decisions ${mib(used.beamline_decisions / 1024)}, ratelimit ${mib(used.beamline_ratelimit / 1024)}`,
     );
   }
-  const heap1 = await getJson(`${stack.url}/__bench/info?gc=1&dicts=1&keys=1`);
+  const heap1 = await getJson(`${stack.url}/__bench/info?gc=1`);
   const after = worker.map(rss);
+  const dicts1 = (await getJson(`${stack.url}/__bench/info?dicts=1&keys=1`)).dicts;
   show('after', after, heap1);
-  showDicts('after', heap1);
+  showDicts('after', dicts1);
   const metricsText = (await get(`${stack.url}/metrics`)).body;
   const evictions = {};
   for (const m of metricsText.matchAll(/^gateway_decision_cache_evictions_total\{reason="([^"]+)"\} (\S+)$/gm))
@@ -697,7 +705,7 @@ async function memoryMode(stack, o) {
   return {
     concurrency: c,
     tenants: tenants || 1,
-    dicts: { before: heap0.dicts, after: heap1.dicts },
+    dicts: { before: dicts0, after: dicts1 },
     decision_cache_evictions_total: evictions,
     requests: done,
     seconds: (Date.now() - t0) / 1000,

@@ -170,7 +170,20 @@ async function curvesMode(h, stack, o) {
   for (const s of sides) {
     const lines = fs.existsSync(s.st.errorLog) ? fs.readFileSync(s.st.errorLog, 'utf8').split('\n').filter(Boolean) : [];
     s.error_log_lines = lines.length;
-    s.error_log_sample = [...new Set(lines.map((l) => l.replace(/^\S+ \S+ /, '').replace(/\d+#\d+: \*?\d* ?/, '')))].slice(0, 5);
+    // One sample per kind of line: without the timestamp, pid, connection, paths and numbers.
+    const kinds = new Map();
+    for (const l of lines) {
+      const msg = l.replace(/^\S+ \S+ /, '').replace(/, client: .*$/, '');
+      const kind = msg
+        .replace(/\d+#\d+: (\*\d+ )?/, '')
+        .replace(/\/\S+/g, '…')
+        .replace(/\d+/g, 'N');
+      kinds.set(kind, (kinds.get(kind) || 0) + 1);
+    }
+    s.error_log_sample = [...kinds]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([k, n]) => `${n} × ${k}`);
   }
   return {
     base: BASE,

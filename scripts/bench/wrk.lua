@@ -4,8 +4,9 @@
 -- thread after which the thread stops (0 = run for the whole duration). Extra arguments are
 -- request headers. The header argument `X-Tenant-ID=@N` (N > 0) spreads the requests over N
 -- tenants: each thread sends X-Tenant-ID bench-0 … bench-<N-1> round robin (thread t starting
--- at t * N / 2), so every tenant gets the same share; the request is pre-formatted around the
--- tenant id, so the per-request work is one concatenation.
+-- at t * N / 2), so every tenant gets the same share; `X-Tenant-ID=@N+K` starts each thread K
+-- tenants further (a run in chunks continues where the previous chunk stopped). The request is
+-- pre-formatted around the tenant id, so the per-request work is one concatenation.
 -- Every response's status is counted; done() prints one line "BENCH_RESULT {json}" with the
 -- totals, the status counts of all threads (anything not 2xx voids the run), wrk's socket
 -- errors and the latency percentiles in microseconds.
@@ -35,7 +36,7 @@ function init(args)
     f:close()
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  local spread = headers["X-Tenant-ID"] and headers["X-Tenant-ID"]:match("^@(%d+)$")
+  local spread, offset = (headers["X-Tenant-ID"] or ""):match("^@(%d+)%+?(%d*)$")
   tenants = spread and tonumber(spread) or 0
   if tenants > 0 then
     local mark = "@@BENCH_TENANT@@"
@@ -43,7 +44,7 @@ function init(args)
     local text = wrk.format(method, nil, headers, body)
     local i = assert(text:find(mark, 1, true))
     req_head, req_tail = text:sub(1, i - 1), text:sub(i + #mark)
-    seq = math.floor((tid or 0) * tenants / 2)
+    seq = (tonumber(offset) or 0) + math.floor((tid or 0) * tenants / 2)
   else
     -- One pre-formatted request: no per-request work in the client.
     req = wrk.format(method, nil, headers, body)
