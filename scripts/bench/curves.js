@@ -239,9 +239,10 @@ function curvesCharts(doc) {
       xLabel: def.label,
       xFormat: def.fmt,
       panels: [
-        { key: 'us', title: 'nginx worker CPU µs per decide (lower is better)' },
+        // The body size spans three decades of cost: log scales there.
+        { key: 'us', title: `nginx worker CPU µs per decide${dim === 'payload' ? ' (log scale)' : ''}`, log: dim === 'payload' },
         { key: 'p99_ms', title: 'p99 latency (ms, log scale)', log: true },
-        { key: 'rps', title: 'throughput (decide/s)' },
+        { key: 'rps', title: `throughput (decide/s${dim === 'payload' ? ', log scale' : ''})`, log: dim === 'payload' },
       ],
       title: `POST decide cost by ${dim} (${base}; ${doc.options.duration_s} s per point)${pts.some((p) => p.void) ? ' — some points had non-2xx' : ''}`,
       subtitle: `${doc.machine.cores} cores shared by wrk, nginx, nats-server and the Router; nginx ${doc.machine.nginx}, ${doc.machine.luajit.split(' (')[0]}; ${doc.date.slice(0, 16)}Z`,
