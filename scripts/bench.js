@@ -17,6 +17,14 @@
 //   npm run bench                          the full suite (~10 s per point)
 //   npm run bench -- --quick               2 s per point
 //   npm run bench -- --memory [--requests 1000000]   worker RSS before/after N decide requests
+//   npm run bench -- --memory --tenants 100000   the same, the decides spread round robin over
+//            100,000 tenants (X-Tenant-ID bench-<i>): worker RSS and every shared dict's capacity,
+//            free space and keys before/after, to show the dicts stay bounded under tenant churn
+//   npm run bench -- --curves              cost curves of decide (scripts/bench/curves.js): worker
+//            CPU µs per decide, p99 and req/s against the body size (200 B-512 KiB), the
+//            concurrency (1-1024) and the number of tenants (1-100,000), each on 1 and 2 nginx
+//            workers (--workers 1,2); 3 s per point (--duration), --dimensions payload,concurrency,tenants;
+//            writes bench/results/curves-<time>.json and one SVG per dimension
 //   npm run bench -- --profile             allocations, jit.profile, perf stat, strace -c, perf dso split
 //   npm run bench -- --micro               pure-Lua micro-benchmarks of the decide steps (no nginx)
 //   npm run bench -- --state redis [--rounds 2]   decide (c64 unless --concurrency) on a gateway
@@ -298,6 +306,12 @@ async function startBenchNginx(opts, nats, luaDir, name, configure, collector = 
       if (collector) raw.tracing = { ...(raw.tracing || {}), enabled: true, endpoint: `${collector.url}/v1/traces`, sample_ratio: 1 };
       // Rate limits must not answer 429 to the benchmark's single tenant.
       raw.routes = raw.routes || {};
+      if (opts.curves) {
+        // --curves: up to 1024 connections from one address (wrk), over 2 workers or 1
+        raw.server.max_connections_per_client = 0;
+        raw.server.worker_connections = Math.max(raw.server.worker_connections || 0, 4096);
+        raw.server.worker_rlimit_nofile = 8192;
+      }
       if (opts.streams) {
         // --streams: many streams on one worker, from one client address
         raw.server.workers = 1;
@@ -390,23 +404,32 @@ function bodyFile() {
   return f;
 }
 
-function targetRequest(stack, target) {
+/**
+ * decide: `body` (a file) instead of DECIDE_BODY; `tenants` > 0 spreads over bench-0 … bench-<N-1>,
+ * each wrk thread starting `tenantOffset` tenants further (scripts/bench/wrk.lua).
+ */
+function targetRequest(stack, target, { body, tenants, tenantOffset = 0 } = {}) {
+  // An explicit spread (--curves, --memory) or the run's --tenants (> 1: spread; 1: one tenant).
+  const spread = tenants > 0 ? tenants : stack.tenants > 1 ? stack.tenants : 0;
   if (target === 'bare') return { url: `${stack.url}/__bench/bare`, method: 'GET', body: '-', headers: [] };
   if (target === 'healthz') return { url: `${stack.url}/healthz`, method: 'GET', body: '-', headers: [] };
   if (target === 'decide')
     return {
       url: `${stack.url}/api/v1/routes/decide`,
       method: 'POST',
-      body: bodyFile(),
-      headers: [`X-Tenant-ID=${TENANT}`, ...(stack.tenants > 1 ? [`@tenants=${stack.tenants}`] : [])],
+      body: body || bodyFile(),
+      headers: [`X-Tenant-ID=${spread > 0 ? `@${spread}+${tenantOffset}` : TENANT}`],
     };
   throw new Error(`no HTTP request for target ${target}`);
 }
 
-/** One wrk run. limitTotal > 0: stop after about that many responses (the duration is a cap). */
-async function wrk(stack, target, c, durationS, { threads, limitTotal = 0 } = {}) {
+/**
+ * One wrk run. limitTotal > 0: stop after about that many responses (the duration is a cap).
+ * body, tenants: see targetRequest (--curves, --memory --tenants).
+ */
+async function wrk(stack, target, c, durationS, { threads, limitTotal = 0, body, tenants, tenantOffset } = {}) {
   const t = Math.max(1, Math.min(threads || (c === 1 ? 1 : 2), c));
-  const r = targetRequest(stack, target);
+  const r = targetRequest(stack, target, { body, tenants, tenantOffset });
   const perThread = limitTotal > 0 ? Math.ceil(limitTotal / t) : 0;
   const args = [
     '-t',
@@ -625,9 +648,26 @@ async function memoryMode(stack, o) {
   const c = o.levels.includes(64) ? 64 : o.levels[0];
   const total = o.requests;
   const chunk = Math.max(10000, Math.ceil(total / 10));
-  say(`memory: ${num(total)} decide requests at c${c} in chunks of ${num(chunk)}; nginx worker pid(s) ${worker.join(', ')}`);
+  const tenants = o.tenants;
+  say(
+    `memory: ${num(total)} decide requests at c${c} in chunks of ${num(chunk)}` +
+      `${tenants > 0 ? `, spread over ${num(tenants)} tenants (bench-0 … bench-${tenants - 1})` : `, one tenant (${TENANT})`}; nginx worker pid(s) ${worker.join(', ')}`,
+  );
+  // The key counts after the RSS sample: get_keys builds a Lua table of every key, whose pages
+  // the allocator keeps after the GC.
   const heap0 = await getJson(`${stack.url}/__bench/info?gc=1`);
   const before = worker.map(rss);
+  const dicts0 = (await getJson(`${stack.url}/__bench/info?dicts=1&keys=1`)).dicts;
+  const showDicts = (label, info) =>
+    say(
+      `${label} shared dicts: ${Object.entries(info)
+        .map(
+          ([k, d]) =>
+            `${k.replace('beamline_', '')} ${num(d.keys)} keys, ${mib((d.capacity - d.free_space) / 1024)} of ${mib(d.capacity / 1024)} used`,
+        )
+        .join('; ')}`,
+    );
+  showDicts('before', dicts0);
   const show = (label, r, heap) =>
     say(
       `${label}: ${worker.map((p, i) => `pid ${p} VmRSS ${mib(r[i].VmRSS)} (anon ${mib(r[i].RssAnon)}, shmem ${mib(r[i].RssShmem)}, file ${mib(r[i].RssFile)})`).join('; ')}${heap ? `, Lua heap ${heap.lua_kb} KiB` : ''}`,
@@ -638,19 +678,30 @@ async function memoryMode(stack, o) {
   const progress = [];
   while (done < total) {
     const n = Math.min(chunk, total - done);
-    const r = await wrk(stack, 'decide', c, 600, { limitTotal: n });
+    // Each chunk's two wrk threads continue where the previous chunk's stopped (done / 2 each).
+    const r = await wrk(stack, 'decide', c, 600, { limitTotal: n, tenants, tenantOffset: Math.floor(done / 2) });
     if (r.errors) throw new Error(`memory run: ${r.errors} errors after ${num(done)} requests: ${JSON.stringify(r.detail)}`);
     done += r.requests;
     const now = worker.map(rss);
-    progress.push({ requests: done, rss_kb: now.map((x) => x.VmRSS), anon_kb: now.map((x) => x.RssAnon) });
+    const di = (await getJson(`${stack.url}/__bench/info?dicts=1`)).dicts;
+    const used = Object.fromEntries(Object.entries(di).map(([k, d]) => [k, d.capacity - d.free_space]));
+    progress.push({ requests: done, rss_kb: now.map((x) => x.VmRSS), anon_kb: now.map((x) => x.RssAnon), dict_used_bytes: used });
     say(
       `  ${num(done).padStart(11)} / ${num(total)} requests (${Math.round((Date.now() - t0) / 1000)} s, ${num(r.rps)} req/s, load ${loadavg()[0]}): ` +
-        `VmRSS ${worker.map((p, i) => `${mib(now[i].VmRSS)} (${signedMib(now[i].VmRSS - before[i].VmRSS)})`).join(', ')}, anon ${worker.map((p, i) => signedMib(now[i].RssAnon - before[i].RssAnon)).join(', ')}`,
+        `VmRSS ${worker.map((p, i) => `${mib(now[i].VmRSS)} (${signedMib(now[i].VmRSS - before[i].VmRSS)})`).join(', ')}, anon ${worker.map((p, i) => signedMib(now[i].RssAnon - before[i].RssAnon)).join(', ')}; ` +
+        `dicts used: decisions ${mib(used.beamline_decisions / 1024)}, ratelimit ${mib(used.beamline_ratelimit / 1024)}`,
     );
   }
   const heap1 = await getJson(`${stack.url}/__bench/info?gc=1`);
   const after = worker.map(rss);
+  const dicts1 = (await getJson(`${stack.url}/__bench/info?dicts=1&keys=1`)).dicts;
   show('after', after, heap1);
+  showDicts('after', dicts1);
+  const metricsText = (await get(`${stack.url}/metrics`)).body;
+  const evictions = {};
+  for (const m of metricsText.matchAll(/^gateway_decision_cache_evictions_total\{reason="([^"]+)"\} (\S+)$/gm))
+    evictions[m[1]] = Number(m[2]);
+  say(`stored decisions dropped or refused (gateway_decision_cache_evictions_total): ${JSON.stringify(evictions)}`);
   for (let i = 0; i < worker.length; i++) {
     say(
       `growth over ${num(done)} decide requests (pid ${worker[i]}): VmRSS ${signedMib(after[i].VmRSS - before[i].VmRSS)}, ` +
@@ -660,6 +711,9 @@ async function memoryMode(stack, o) {
   }
   return {
     concurrency: c,
+    tenants: tenants || 1,
+    dicts: { before: dicts0, after: dicts1 },
+    decision_cache_evictions_total: evictions,
     requests: done,
     seconds: (Date.now() - t0) / 1000,
     workers: worker.map((pid, i) => ({
@@ -882,7 +936,7 @@ async function compareMode(stack, o) {
     return { concurrency: c, before: agg('before'), after: agg('after') };
   });
   process.stdout.write(
-    `\nmedians over ${o.rounds} rounds, ${o.tenants} tenant(s)\n${pad('conc', 6)}${pad('before req/s', 14)}${pad('after req/s', 13)}` +
+    `\nmedians over ${o.rounds} rounds, ${o.tenants || 1} tenant(s)\n${pad('conc', 6)}${pad('before req/s', 14)}${pad('after req/s', 13)}` +
       `${pad('before p99', 12)}${pad('after p99', 11)}${pad('before µs/req', 15)}${pad('after µs/req', 14)}\n` +
       summary
         .map(
@@ -1153,7 +1207,7 @@ async function main() {
   let a;
   try {
     a = parseArgs(process.argv.slice(2), {
-      boolean: ['quick', 'memory', 'profile', 'micro', 'streams', 'help'],
+      boolean: ['quick', 'memory', 'profile', 'micro', 'streams', 'curves', 'help'],
       string: [
         'duration',
         'concurrency',
@@ -1173,6 +1227,7 @@ async function main() {
         'tracing',
         'compare',
         'tenants',
+        'dimensions',
       ],
     });
   } catch (e) {
@@ -1184,10 +1239,14 @@ async function main() {
     return 0;
   }
   const o = {
-    duration: Number(a.duration || (a.quick ? 2 : 10)),
+    duration: Number(a.duration || (a.quick ? 2 : a.curves ? 3 : 10)),
     levels: (a.concurrency || '1,16,64,256').split(',').map(Number),
     targets: (a.targets || TARGETS.join(',')).split(','),
-    workers: a.workers ? (a.workers === 'auto' ? 'auto' : Number(a.workers)) : undefined,
+    workers: a.workers && !a.curves ? (a.workers === 'auto' ? 'auto' : Number(a.workers)) : undefined,
+    curves: a.curves === true,
+    curveWorkers: (a.curves && a.workers ? a.workers : '1,2').split(',').map(Number),
+    dimensions: a.dimensions ? a.dimensions.split(',') : undefined,
+    tenants: Number(a.tenants || 0),
     threads: a.threads ? Number(a.threads) : undefined,
     requests: Number(a.requests || 1000000),
     config: a.config ? path.resolve(a.config) : undefined,
@@ -1203,11 +1262,10 @@ async function main() {
     rounds: Number(a.rounds || 2),
     quick: !!a.quick,
     compare: a.compare ? path.resolve(a.compare) : undefined,
-    tenants: Number(a.tenants || 1),
   };
   if (o.state !== undefined && o.state !== 'redis') throw new Error('--state: redis (compares it with local in the same run)');
   if ((o.state || o.compare) && !a.concurrency) o.levels = [64];
-  if (!(o.tenants >= 1)) throw new Error('--tenants: a positive integer');
+  if (!(Number.isInteger(o.tenants) && o.tenants >= 0)) throw new Error('--tenants: a positive integer');
   if (o.compare && !fs.existsSync(path.join(o.compare, 'beamline', 'phases.lua'))) {
     throw new Error(`--compare: ${o.compare} holds no compiled gateway (beamline/phases.lua)`);
   }
@@ -1235,6 +1293,34 @@ async function main() {
   const ts = stamp();
   let code = 0;
 
+  if (o.curves) {
+    const { curvesMode, curvesTable, curvesCharts } = require('./bench/curves');
+    const helpers = { startBenchNginx, wrk, workerPids, cpuMs, getJson, get, waitForQuietCpu, loadavg, say, num, tmpRoot: procs.tmpRoot };
+    const m = await curvesMode(helpers, stack, o);
+    const doc = {
+      kind: 'curves',
+      date: new Date().toISOString(),
+      machine,
+      options: { duration_s: o.duration, workers: o.curveWorkers, threads: o.threads || 'c=1: 1, else 2', max_busy: o.maxBusy },
+      void: m.points.some((p) => p.void),
+      load_after: os.loadavg(),
+      ...m,
+    };
+    process.stdout.write(`\n${curvesTable(m.points)}\n\n`);
+    for (const s of m.sides)
+      if (s.error_log_lines) say(`gateway ${s.name}: ${num(s.error_log_lines)} error-log lines, e.g. ${s.error_log_sample.join(' | ')}`);
+    const base = path.join(o.outDir, `curves-${ts}`);
+    fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2));
+    const svgs = curvesCharts(doc);
+    for (const [dim, svg] of Object.entries(svgs)) fs.writeFileSync(`${base}-${dim}.svg`, svg);
+    say(
+      `written ${path.relative(ROOT, base)}.json and ${Object.keys(svgs)
+        .map((d) => `-${d}.svg`)
+        .join(', ')}`,
+    );
+    if (doc.void) say('some points had non-2xx responses or socket errors (counted per point in the JSON: statuses, socket_errors)');
+    return doc.void ? 1 : 0;
+  }
   if (a.memory) {
     await warmup(stack, ['decide'], a.quick ? 1 : 3);
     const m = await memoryMode(stack, o);

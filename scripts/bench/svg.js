@@ -1,8 +1,10 @@
 'use strict';
 // A small dependency-free SVG chart for scripts/bench.js: throughput (req/s, linear) and p99
-// latency (ms, log scale) by concurrency, one line per target.
+// latency (ms, log scale) by concurrency, one line per target. --curves (scripts/bench/curves.js)
+// passes its own panels (worker CPU µs per decide, p99, req/s) and x axis (payload size,
+// concurrency, tenants), one line per nginx worker count.
 
-const COLORS = { bare: '#888888', healthz: '#2b8cbe', decide: '#d7301f', nats: '#31a354' };
+const COLORS = { bare: '#888888', healthz: '#2b8cbe', decide: '#d7301f', nats: '#31a354', w1: '#d7301f', w2: '#2b8cbe' };
 const esc = (s) => String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]);
 const fmt = (v) => (v >= 1000 ? `${Math.round(v / 100) / 10}k` : String(Math.round(v * 100) / 100));
 
@@ -19,15 +21,22 @@ function niceMax(v) {
  * @param {{name: string, label: string, points: {c: number, rps: number, p99_ms: number}[]}[]} o.series
  * @param {string} o.title
  * @param {string} [o.subtitle]
+ * @param {{key: string, title: string, log?: boolean}[]} [o.panels]  default: rps (linear), p99_ms (log)
+ * @param {string} [o.xLabel]  default: concurrency
+ * @param {(v: number) => string} [o.xFormat]  x tick labels (default: the level as is)
  * @returns {string} SVG document
  */
 function chart(o) {
-  const W = 980;
-  const H = 440;
+  const specs = o.panels || [
+    { key: 'rps', title: 'throughput (req/s, higher is better)' },
+    { key: 'p99_ms', title: 'p99 latency (ms, log scale, lower is better)', log: true },
+  ];
   const panelW = 400;
   const panelH = 280;
   const top = 80;
-  const lefts = [80, 560];
+  const lefts = specs.map((_, i) => 80 + i * 480);
+  const W = specs.length * 480 + 20;
+  const H = 440;
   const out = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`,
@@ -37,26 +46,33 @@ function chart(o) {
   if (o.subtitle) out.push(`<text x="${W / 2}" y="44" text-anchor="middle" fill="#555">${esc(o.subtitle)}</text>`);
   const xs = (left) => (i) => left + (o.levels.length === 1 ? panelW / 2 : 20 + (i * (panelW - 40)) / (o.levels.length - 1));
 
-  // Panel 1: throughput.
-  const maxRps = niceMax(Math.max(...o.series.flatMap((s) => s.points.map((p) => p.rps))));
-  const y1 = (v) => top + panelH - (v / maxRps) * panelH;
-  // Panel 2: p99, log scale.
-  const lat = o.series.flatMap((s) => s.points.map((p) => p.p99_ms)).filter((v) => v > 0);
-  const lo = 10 ** Math.floor(Math.log10(Math.min(...lat, 1)));
-  const hi = 10 ** Math.ceil(Math.log10(Math.max(...lat, 1)));
-  const y2 = (v) => top + panelH - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelH;
-
-  const panels = [
-    {
-      left: lefts[0],
-      title: 'throughput (req/s, higher is better)',
-      y: y1,
-      ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => f * maxRps),
-      key: 'rps',
-    },
-    { left: lefts[1], title: 'p99 latency (ms, log scale, lower is better)', y: y2, ticks: [], key: 'p99_ms' },
-  ];
-  for (let e = Math.log10(lo); e <= Math.log10(hi) + 1e-9; e++) panels[1].ticks.push(10 ** e);
+  const panels = specs.map((sp, i) => {
+    const vals = o.series.flatMap((s) => s.points.map((p) => p[sp.key])).filter((v) => Number.isFinite(v));
+    if (!sp.log) {
+      // Linear from 0.
+      const max = niceMax(Math.max(...vals));
+      return {
+        left: lefts[i],
+        title: sp.title,
+        y: (v) => top + panelH - (v / max) * panelH,
+        ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => f * max),
+        key: sp.key,
+      };
+    }
+    // Log scale, whole decades.
+    const pos = vals.filter((v) => v > 0);
+    const lo = 10 ** Math.floor(Math.log10(Math.min(...pos, 1)));
+    const hi = 10 ** Math.ceil(Math.log10(Math.max(...pos, 1)));
+    const ticks = [];
+    for (let e = Math.log10(lo); e <= Math.log10(hi) + 1e-9; e++) ticks.push(10 ** e);
+    return {
+      left: lefts[i],
+      title: sp.title,
+      y: (v) => top + panelH - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelH,
+      ticks,
+      key: sp.key,
+    };
+  });
 
   for (const p of panels) {
     const x = xs(p.left);
@@ -69,14 +85,16 @@ function chart(o) {
     }
     o.levels.forEach((c, i) => {
       out.push(`<line x1="${x(i)}" x2="${x(i)}" y1="${top + panelH}" y2="${top + panelH + 5}" stroke="#333"/>`);
-      out.push(`<text x="${x(i)}" y="${top + panelH + 18}" text-anchor="middle">${c}</text>`);
+      out.push(`<text x="${x(i)}" y="${top + panelH + 18}" text-anchor="middle">${esc(o.xFormat ? o.xFormat(c) : c)}</text>`);
     });
     out.push(
-      `<text x="${p.left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle">concurrency (connections / requests in flight)</text>`,
+      `<text x="${p.left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle">${esc(o.xLabel || 'concurrency (connections / requests in flight)')}</text>`,
     );
     for (const s of o.series) {
       const color = COLORS[s.name] || '#000';
-      const pts = s.points.map((pt) => [x(o.levels.indexOf(pt.c)), p.y(pt[p.key])]).filter(([xx]) => xx !== undefined);
+      const pts = s.points
+        .filter((pt) => Number.isFinite(pt[p.key]) && o.levels.includes(pt.c))
+        .map((pt) => [x(o.levels.indexOf(pt.c)), p.y(pt[p.key])]);
       if (pts.length > 1)
         out.push(
           `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`,

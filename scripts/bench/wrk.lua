@@ -2,8 +2,11 @@
 --   wrk -t T -c C -d D -s scripts/bench/wrk.lua URL -- METHOD BODY_FILE LIMIT [HEADER=VALUE ...]
 -- METHOD: GET or POST; BODY_FILE: file with the POST body ("-" for none); LIMIT: requests per
 -- thread after which the thread stops (0 = run for the whole duration). Extra arguments are
--- request headers; "@tenants=N" (N > 1) spreads the requests over N tenants: X-Tenant-ID
--- becomes <its value>-<0..N-1>, one after the other (N requests pre-formatted per thread).
+-- request headers. The header argument `X-Tenant-ID=@N` (N > 0) spreads the requests over N
+-- tenants: each thread sends X-Tenant-ID bench-0 … bench-<N-1> round robin (thread t starting
+-- at t * N / 2), so every tenant gets the same share; `X-Tenant-ID=@N+K` starts each thread K
+-- tenants further (a run in chunks continues where the previous chunk stopped). The request is
+-- pre-formatted around the tenant id, so the per-request work is one concatenation.
 -- Every response's status is counted; done() prints one line "BENCH_RESULT {json}" with the
 -- totals, the status counts of all threads (anything not 2xx voids the run), wrk's socket
 -- errors and the latency percentiles in microseconds.
@@ -11,6 +14,7 @@ local threads = {}
 
 function setup(thread)
   threads[#threads + 1] = thread
+  thread:set("tid", #threads - 1)
 end
 
 function init(args)
@@ -21,14 +25,9 @@ function init(args)
   non2xx = 0
   statuses = {}
   local headers = {}
-  local tenants = 1
   for i = 4, #args do
     local k, v = args[i]:match("^([^=]+)=(.*)$")
-    if k == "@tenants" then
-      tenants = tonumber(v) or 1
-    elseif k then
-      headers[k] = v
-    end
+    if k then headers[k] = v end
   end
   local body = nil
   if body_file ~= "-" then
@@ -37,24 +36,26 @@ function init(args)
     f:close()
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  -- Pre-formatted requests: no per-request work in the client beyond picking one.
-  req = wrk.format(method, nil, headers, body)
-  if tenants > 1 then
-    local base = headers["X-Tenant-ID"] or "bench"
-    reqs = {}
-    for i = 0, tenants - 1 do
-      headers["X-Tenant-ID"] = base .. "-" .. i
-      reqs[i + 1] = wrk.format(method, nil, headers, body)
-    end
-    nreqs = tenants
-    next_req = 0
+  local spread, offset = (headers["X-Tenant-ID"] or ""):match("^@(%d+)%+?(%d*)$")
+  tenants = spread and tonumber(spread) or 0
+  if tenants > 0 then
+    local mark = "@@BENCH_TENANT@@"
+    headers["X-Tenant-ID"] = mark
+    local text = wrk.format(method, nil, headers, body)
+    local i = assert(text:find(mark, 1, true))
+    req_head, req_tail = text:sub(1, i - 1), text:sub(i + #mark)
+    seq = (tonumber(offset) or 0) + math.floor((tid or 0) * tenants / 2)
+  else
+    -- One pre-formatted request: no per-request work in the client.
+    req = wrk.format(method, nil, headers, body)
   end
 end
 
 function request()
-  if reqs then
-    next_req = next_req % nreqs + 1
-    return reqs[next_req]
+  if tenants > 0 then
+    local t = seq % tenants
+    seq = seq + 1
+    return req_head .. "bench-" .. t .. req_tail
   end
   return req
 end

@@ -7,7 +7,10 @@
  *                content phase on this nginx (same bytes as the Router's `fast` reply, so the
  *                response size matches the decide 200 body).
  * - `info()`     `/__bench/info`: this worker's pid, Lua heap (KiB; `?gc=1` runs a full
- *                collection first) and the runtime versions, as JSON.
+ *                collection first) and the runtime versions, as JSON; `?dicts=1` adds each
+ *                shared dict's capacity and free space (bytes; free space counts only whole free
+ *                pages), `&keys=1` also its number of live keys (`get_keys(0)` locks the dict
+ *                while it walks it: between runs only).
  * - `profile()`  `/__bench/profile?action=start|stop|gc_stop|gc_count|gc_restart`: the LuaJIT
  *                sampling profiler (jit.profile) and allocation counting with the GC stopped.
  */
@@ -44,7 +47,28 @@ function send(body: string): void {
     return ngx.exit(200);
 }
 
-/** GET /__bench/info[?gc=1] */
+const DICTS = ["beamline_decisions", "beamline_ratelimit", "beamline_idempotency", "beamline_streams", "beamline_metrics"];
+
+/** `"dicts":{name:{capacity,free_space[,keys]},…}` for /__bench/info?dicts=1 (issue 15). */
+function dicts_json(keys: boolean): string {
+    const parts: string[] = [];
+    for (const name of DICTS) {
+        const d = ngx.shared[name];
+        if (d === undefined) continue;
+        parts.push(
+            json_string(name) +
+                ':{"capacity":' +
+                d.capacity() +
+                ',"free_space":' +
+                d.free_space() +
+                (keys ? ',"keys":' + d.get_keys(0).length : "") +
+                "}",
+        );
+    }
+    return ',"dicts":{' + concat(parts, ",") + "}";
+}
+
+/** GET /__bench/info[?gc=1][&dicts=1[&keys=1]] */
 export function info(): void {
     const [args] = ngx.req.get_uri_args();
     if (args["gc"] !== undefined) {
@@ -68,6 +92,7 @@ export function info(): void {
             json_string(cjson_version ?? "unknown") +
             ',"jit_status":' +
             json_string(jit.status()[0] === true ? "on" : "off") +
+            (args["dicts"] !== undefined ? dicts_json(args["keys"] !== undefined) : "") +
             "}",
     );
 }
