@@ -46,7 +46,8 @@
 //   is below L), --max-busy P (before each point: wait until other processes keep at most P % of
 //   the cores busy; the load average is printed too but includes the benchmark's own load),
 //   --wait-load S (how long either waits at most, default 300), --tenants N (decide requests
-//   spread over N tenants, X-Tenant-ID bench-0 … bench-<N-1>; default 1: one tenant, "bench").
+//   spread over N tenants, X-Tenant-ID bench-0 … bench-<N-1>; default 1: one tenant, "bench"),
+//   --body-bytes N (every decide body exactly N bytes, task.payload.text padded; e.g. with --profile).
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -398,9 +399,12 @@ async function describeMachine(stack) {
 // Load generators
 // ---------------------------------------------------------------------------------------------
 
+// --body-bytes N: every decide of the run sends a body of exactly N bytes (curves' padding).
+let bodyBytes = 0;
+
 function bodyFile() {
-  const f = path.join(procs.tmpRoot(), 'decide-body.json');
-  if (!fs.existsSync(f)) fs.writeFileSync(f, DECIDE_BODY);
+  const f = path.join(procs.tmpRoot(), bodyBytes ? `decide-body-${bodyBytes}.json` : 'decide-body.json');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, bodyBytes ? require('./bench/curves').decideBody(bodyBytes) : DECIDE_BODY);
   return f;
 }
 
@@ -1228,6 +1232,7 @@ async function main() {
         'compare',
         'tenants',
         'dimensions',
+        'body-bytes',
       ],
     });
   } catch (e) {
@@ -1263,6 +1268,8 @@ async function main() {
     quick: !!a.quick,
     compare: a.compare ? path.resolve(a.compare) : undefined,
   };
+  bodyBytes = Number(a['body-bytes'] || 0);
+  if (!(Number.isInteger(bodyBytes) && bodyBytes >= 0)) throw new Error('--body-bytes: a positive integer');
   if (o.state !== undefined && o.state !== 'redis') throw new Error('--state: redis (compares it with local in the same run)');
   if ((o.state || o.compare) && !a.concurrency) o.levels = [64];
   if (!(Number.isInteger(o.tenants) && o.tenants >= 0)) throw new Error('--tenants: a positive integer');

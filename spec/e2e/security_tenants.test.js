@@ -32,7 +32,7 @@ async function tenantB(gw, key) {
 
 const lookup = (gw, tenant, id) => request(gw.url, { path: `${DECIDE}/${id}`, headers: { 'x-tenant-id': tenant } });
 
-test("6,000 fresh keys (and 3,000 more decisions) from tenant A (1 MiB dicts) neither evict B's record nor B's decision", async () => {
+test("6,000 fresh keys (and 3,000 more decisions) from tenant A (1 MiB dicts) neither evict B's record nor B's decision; A's newest decisions still stored", async () => {
   const gw = await startGateway({
     natsUrl: nats.url,
     configure: configure({ idempotency: { size_mb: 1 }, decision_cache: { size_mb: 1 } }),
@@ -83,7 +83,14 @@ test("6,000 fresh keys (and 3,000 more decisions) from tenant A (1 MiB dicts) ne
     const m = await scrape(gw.url);
     // every refused key, plus the few whose response no longer fitted (released: a retry runs)
     expect(value(m, 'gateway_idempotency_evictions_total', { reason: 'no_memory' })).toBeGreaterThanOrEqual(statuses[503]);
-    expect(value(m, 'gateway_decision_cache_evictions_total', { reason: 'no_memory' })).toBeGreaterThan(0);
+    // the full decision cache took A's own oldest decisions for its new ones (B's untouched), so
+    // A's newest decision is found: a full cache never makes the lookup of a fresh decision 404
+    expect(value(m, 'gateway_decision_cache_evictions_total', { reason: 'dict_full' })).toBeGreaterThan(0);
+    const newest = await post(gw.url, { tenant: 'tenant-a', body: decideBody({ request_id: 'a-plain-newest' }) });
+    expect(newest.status).toBe(200);
+    const found = await lookup(gw, 'tenant-a', newest.headers['x-request-id']);
+    expect(found.status).toBe(200);
+    expect(found.body).toBe(newest.body);
     console.log(
       `tenant A flood over 1 MiB dicts: ${JSON.stringify(statuses)} in ${(res.elapsedMs / 1000).toFixed(1)} s; B replayed, B's decision kept`,
     );

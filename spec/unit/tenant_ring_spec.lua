@@ -63,4 +63,43 @@ describe("beamline.tenant_ring", function()
     assert.equal("v", (d:get("t|3")))
     assert.equal("v", (d:get("t|5")))
   end)
+
+  it("evict_oldest deletes the tenant's own oldest live record, never another tenant's", function()
+    local d = fake.new(nil, 1000)
+    for i = 1, 4 do
+      d:set("a|" .. i, "v", 0)
+      ring.track(d, "a", "a|" .. i, 10, 0)
+    end
+    d:set("b|1", "v", 0)
+    ring.track(d, "b", "b|1", 10, 0)
+    assert.is_false(ring.evict_oldest(d, "c", 10)) -- a tenant with no records has none to give
+    assert.is_true(ring.evict_oldest(d, "a", 10))
+    assert.is_nil((d:get("a|1")))
+    assert.equal("v", (d:get("a|2")))
+    assert.is_true(ring.evict_oldest(d, "a", 10))
+    assert.is_nil((d:get("a|2")))
+    d:delete("a|3") -- gone already (expired): skipped, the next live one goes
+    assert.is_true(ring.evict_oldest(d, "a", 10))
+    assert.is_nil((d:get("a|4")))
+    assert.is_false(ring.evict_oldest(d, "a", 10)) -- nothing of a's left
+    assert.equal("v", (d:get("b|1")))
+  end)
+
+  it("evict_oldest makes room in a full dict for the same tenant's next record", function()
+    local d = fake.new(nil, 8)
+    local stored = 0
+    for i = 1, 20 do
+      local k = "a|" .. i
+      local ok, err = d:safe_set(k, "v", 0)
+      if not ok and err == "no memory" and ring.evict_oldest(d, "a", 100) then ok = d:safe_set(k, "v", 0) end
+      if ok then
+        stored = stored + 1
+        ring.track(d, "a", k, 100, 0)
+      end
+    end
+    assert.equal("v", (d:get("a|20"))) -- the newest is always kept
+    assert.is_nil((d:get("a|1")))
+    assert.is_true(stored >= 15)
+  end)
 end)
+

@@ -7,7 +7,8 @@
  * Per-tenant bound, local backend (issue 17): entries are written with `safe_set` (nginx never
  * evicts another tenant's decision to make room) and each tenant keeps at most
  * `decision_cache.max_per_tenant` ids (beamline.tenant_ring: past it, its own oldest go first).
- * When the dict is full a new decision is not stored. Both counted in
+ * When the dict is full of live entries the tenant's own oldest decisions make room for its new
+ * one (`dict_full`); a tenant with none left to give is not stored (`no_memory`). All counted in
  * gateway_decision_cache_evictions_total{reason}.
  *
  * With `state.backend: redis` (CONTRACT §13) decisions live in Redis, written by
@@ -33,15 +34,22 @@ function key(tenant: string, id: string): string {
 /** When this worker last logged a refused decision (ngx.now()): at most one line per second. */
 let last_refused_log = -1;
 
-/** Stores one id of a tenant's decision (not stored when the dict is full). */
+/** Stores one id of a tenant's decision (not stored when the dict is full and the tenant has none to give up). */
 function store_one(dict: NgxSharedDict, tenant: string, id: string, body: string, ttl: number, max: number): void {
     const k = key(tenant, id);
     let [ok, err] = dict.safe_set(k, body, ttl);
     if (!ok && err === "no memory" && tenant_ring.reclaim(dict)) [ok, err] = dict.safe_set(k, body, ttl);
+    // Still full of live entries: the tenant's own oldest decisions make room (at most two, for a
+    // body larger than the one freed), never another tenant's. The newest decision is the one a
+    // client looks up next; refusing it would make every lookup of a busy gateway 404.
+    for (let i = 0; i < 2 && !ok && err === "no memory" && tenant_ring.evict_oldest(dict, tenant, max); i++) {
+        metrics.decision_eviction("dict_full");
+        [ok, err] = dict.safe_set(k, body, ttl);
+    }
     if (!ok) {
         if (err === "no memory") metrics.decision_eviction("no_memory");
-        // A full dict refuses every new decision until entries expire: one line per second per
-        // worker says so (the metric counts each), not one per request.
+        // A full dict refuses new decisions of tenants with none to give up until entries expire:
+        // one line per second per worker says so (the metric counts each), not one per request.
         const now = ngx.now();
         if (err !== "no memory" || now - last_refused_log >= 1 || now < last_refused_log) {
             last_refused_log = now;

@@ -73,3 +73,41 @@ export function track(
     const [ok, serr] = d.safe_set(slot, key, ttl);
     return $multi(evicted, ok ? undefined : serr);
 }
+
+/** Ring slots looked at per `evict_oldest` call at most: bounded work on a full dict. */
+const EVICT_PROBES = 16;
+
+/**
+ * The dict is full (after `reclaim`): deletes the tenant's own oldest live record, never another
+ * tenant's, so that a new record of the same tenant can take its place. The ring names the
+ * tenant's last `max` claims; a tail counter `|T|<tenant>` remembers how far earlier calls got,
+ * so repeated calls do not rescan slots already emptied. Returns true when a record was deleted.
+ * Used for stored decisions, where the newest is the one a client looks up next; not for
+ * Idempotency-Key records (dropping one could let its retry run twice).
+ */
+export function evict_oldest(d: NgxSharedDict, tenant: string, max: number): boolean {
+    const [seq] = d.get("|S|" + tenant);
+    if (typeof seq !== "number") return false;
+    const tk = "|T|" + tenant;
+    const [t0] = d.get(tk);
+    let t = seq - max + 1;
+    if (typeof t0 === "number" && t0 > t) t = t0;
+    if (t < 1) t = 1;
+    let deleted = false;
+    for (let i = 0; i < EVICT_PROBES && t <= seq && !deleted; i++) {
+        const slot = "|R|" + tenant + "|" + tostr(t % max);
+        const [k] = d.get(slot);
+        t += 1;
+        if (typeof k === "string") {
+            const [live] = d.get(k);
+            if (live !== undefined) {
+                d.delete(k);
+                deleted = true;
+            }
+            d.delete(slot);
+        }
+    }
+    // No TTL, like the claim counter: one small number per tenant that ever filled the dict.
+    d.safe_set(tk, t);
+    return deleted;
+}
