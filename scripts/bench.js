@@ -1350,36 +1350,21 @@ async function main() {
     say(`written ${path.relative(ROOT, file)}`);
     return 0;
   }
-  if (o.compare) {
-    const m = await compareMode(stack, o);
-    const file = path.join(o.outDir, `compare-${ts}.json`);
+  // A/B modes: results with a side label per point; any point with errors voids the run.
+  const writeAB = (kind, m, sideOf) => {
+    const file = path.join(o.outDir, `${kind}-${ts}.json`);
     const voided = m.results.filter((r) => r.errors > 0);
     fs.writeFileSync(
       file,
-      JSON.stringify({ kind: 'compare', date: new Date().toISOString(), machine, void: voided.length > 0, options: o, ...m }, null, 2),
+      JSON.stringify({ kind, date: new Date().toISOString(), machine, void: voided.length > 0, options: o, ...m }, null, 2),
     );
     say(`written ${path.relative(ROOT, file)}`);
-    if (voided.length) {
-      process.stderr.write(`[bench] VOID: ${voided.map((r) => `${r.side} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
-      return 1;
-    }
-    return 0;
-  }
-  if (o.state) {
-    const m = await stateMode(stack, o);
-    const file = path.join(o.outDir, `state-${ts}.json`);
-    const voided = m.results.filter((r) => r.errors > 0);
-    fs.writeFileSync(
-      file,
-      JSON.stringify({ kind: 'state', date: new Date().toISOString(), machine, void: voided.length > 0, options: o, ...m }, null, 2),
-    );
-    say(`written ${path.relative(ROOT, file)}`);
-    if (voided.length) {
-      process.stderr.write(`[bench] VOID: ${voided.map((r) => `${r.state} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
-      return 1;
-    }
-    return 0;
-  }
+    if (!voided.length) return 0;
+    process.stderr.write(`[bench] VOID: ${voided.map((r) => `${sideOf(r)} c${r.concurrency}: ${JSON.stringify(r.detail)}`).join('; ')}\n`);
+    return 1;
+  };
+  if (o.compare) return writeAB('compare', await compareMode(stack, o), (r) => r.side);
+  if (o.state) return writeAB('state', await stateMode(stack, o), (r) => r.state);
   if (a.profile) {
     await warmup(stack, ['bare', 'healthz', 'decide'], a.quick ? 1 : 3);
     const p = await profileMode(stack, o);

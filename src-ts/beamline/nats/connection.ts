@@ -573,6 +573,33 @@ function resubscribe(): void {
 }
 
 /**
+ * The checks of a publish: connected, a valid subject and headers, within max_payload. Returns
+ * the header block's length (0 without headers), or (nil, err) counted in publish_failures.
+ */
+function publish_check(
+    subject: string,
+    headers: HeaderList | undefined,
+    plen: number,
+): LuaMultiReturn<[number, undefined] | [undefined, string]> {
+    let err: string | undefined;
+    let hlen = 0;
+    if (!connected) err = "not_connected";
+    else if (bad_token(subject)) err = "invalid subject";
+    else {
+        err = check_headers(headers);
+        if (err === undefined) {
+            if (headers !== undefined) hlen = header_block_len(headers);
+            if (hlen + plen > max_payload) err = "payload_too_large";
+        }
+    }
+    if (err !== undefined) {
+        counters.publish_failures++;
+        return $multi(undefined, err);
+    }
+    return $multi(hlen, undefined);
+}
+
+/**
  * Publishes one message (HPUB when headers are given, else PUB) through the writer queue: it
  * never yields and never waits for the server. Returns true, or (nil, err) when not connected,
  * invalid, or over max_payload; every failure, and a frame later lost to a disconnect, counts
@@ -583,24 +610,8 @@ export function publish(
     headers: HeaderList | undefined,
     payload: string,
 ): LuaMultiReturn<[true, undefined] | [undefined, string]> {
-    if (!connected) {
-        counters.publish_failures++;
-        return $multi(undefined, "not_connected");
-    }
-    if (bad_token(subject)) {
-        counters.publish_failures++;
-        return $multi(undefined, "invalid subject");
-    }
-    const herr = check_headers(headers);
-    if (herr !== undefined) {
-        counters.publish_failures++;
-        return $multi(undefined, herr);
-    }
-    const hlen = headers !== undefined ? header_block_len(headers) : 0;
-    if (hlen + payload.length > max_payload) {
-        counters.publish_failures++;
-        return $multi(undefined, "payload_too_large");
-    }
+    const [hlen, err] = publish_check(subject, headers, payload.length);
+    if (hlen === undefined) return $multi(undefined, err as string);
     qn = protocol.append_pub(queue, qn, subject, headers, hlen, payload);
     qevents++;
     wake_writer();
@@ -619,24 +630,8 @@ export function publish_parts(
     np: number,
     plen: number,
 ): LuaMultiReturn<[true, undefined] | [undefined, string]> {
-    if (!connected) {
-        counters.publish_failures++;
-        return $multi(undefined, "not_connected");
-    }
-    if (bad_token(subject)) {
-        counters.publish_failures++;
-        return $multi(undefined, "invalid subject");
-    }
-    const herr = check_headers(headers);
-    if (herr !== undefined) {
-        counters.publish_failures++;
-        return $multi(undefined, herr);
-    }
-    const hlen = header_block_len(headers);
-    if (hlen + plen > max_payload) {
-        counters.publish_failures++;
-        return $multi(undefined, "payload_too_large");
-    }
+    const [hlen, err] = publish_check(subject, headers, plen);
+    if (hlen === undefined) return $multi(undefined, err as string);
     qn = protocol.append_pub_parts(queue, qn, subject, headers, hlen, parts, np, plen);
     qevents++;
     wake_writer();

@@ -362,22 +362,31 @@ export function append_hpub(
     return append_headers_payload(out, n + 10, headers, payload);
 }
 
+/** The header lines `name: value\r\n` of an HPUB frame and the blank line after them. */
+function append_header_lines(out: (string | number)[], n: number, headers: HeaderList): number {
+    const hn = headers.length;
+    for (let k = 0; k < hn; k += 2) {
+        out[n] = headers[k];
+        out[n + 1] = ": ";
+        out[n + 2] = headers[k + 1];
+        out[n + 3] = "\r\n";
+        n += 4;
+    }
+    out[n] = "\r\n";
+    return n + 1;
+}
+
 /** The header lines, the blank line and the payload of an HPUB frame (after `NATS/1.0\r\n`). */
 function append_headers_payload(out: (string | number)[], n: number, headers: HeaderList | undefined, payload: string): number {
     if (headers !== undefined) {
-        const hn = headers.length;
-        for (let k = 0; k < hn; k += 2) {
-            out[n] = headers[k];
-            out[n + 1] = ": ";
-            out[n + 2] = headers[k + 1];
-            out[n + 3] = "\r\n";
-            n += 4;
-        }
+        n = append_header_lines(out, n, headers);
+    } else {
+        out[n] = "\r\n";
+        n++;
     }
-    out[n] = "\r\n";
-    out[n + 1] = payload;
-    out[n + 2] = "\r\n";
-    return n + 3;
+    out[n] = payload;
+    out[n + 1] = "\r\n";
+    return n + 2;
 }
 
 /**
@@ -436,17 +445,7 @@ export function append_pub_parts(
     out[n + 4] = " ";
     out[n + 5] = hlen + plen;
     out[n + 6] = "\r\nNATS/1.0\r\n";
-    n += 7;
-    const hn = headers.length;
-    for (let k = 0; k < hn; k += 2) {
-        out[n] = headers[k];
-        out[n + 1] = ": ";
-        out[n + 2] = headers[k + 1];
-        out[n + 3] = "\r\n";
-        n += 4;
-    }
-    out[n] = "\r\n";
-    n++;
+    n = append_header_lines(out, n + 7, headers);
     for (let i = 0; i < np; i++) {
         out[n] = parts[i];
         n++;
