@@ -218,8 +218,12 @@ describe('batch size and the queue bound', () => {
   });
 
   test('no POST carries more than batch_size spans; spans beyond the queue are dropped and counted', async () => {
-    await post(gw.url);
-    await rx.waitFor(() => rx.posts.length > 0); // the exporter now waits for the slow answer
+    // Wait until a POST carries this request's spans: the exporter then waits for the slow answer
+    // with an empty queue (a POST alone is not enough: the decide of waitDecideOk may have made
+    // the first one, with this request's spans still queued behind it).
+    const first = hex(16);
+    await post(gw.url, { headers: { 'X-Trace-ID': first } });
+    await rx.waitFor(() => rx.posts.some((p) => p.spans.some((sp) => sp.traceId === first)), 15000);
     const rs = await Promise.all(Array.from({ length: 20 }, () => post(gw.url)));
     expect(rs.every((r) => r.status === 200)).toBe(true);
     // 20 requests × 2 spans, a queue of 10 spans, no flush finished meanwhile: 30 dropped (counted
