@@ -580,13 +580,14 @@ function publish_check(
     subject: string,
     headers: HeaderList | undefined,
     plen: number,
+    trusted?: boolean,
 ): LuaMultiReturn<[number, undefined] | [undefined, string]> {
     let err: string | undefined;
     let hlen = 0;
     if (!connected) err = "not_connected";
-    else if (bad_token(subject)) err = "invalid subject";
+    else if (trusted !== true && bad_token(subject)) err = "invalid subject";
     else {
-        err = check_headers(headers);
+        if (trusted !== true) err = check_headers(headers);
         if (err === undefined) {
             if (headers !== undefined) hlen = header_block_len(headers);
             if (hlen + plen > max_payload) err = "payload_too_large";
@@ -621,7 +622,8 @@ export function publish(
 /**
  * `publish` with headers and the payload as `np` string parts (0-based `parts`) of `plen` bytes
  * in all, appended to the writer's queue as they are: no payload string is built. The same
- * checks as `publish`; `parts` may be reused by the caller once this returns.
+ * checks as `publish`, except that `trusted` skips re-checking subject and headers the caller
+ * built from validated values; `parts` may be reused by the caller once this returns.
  */
 export function publish_parts(
     subject: string,
@@ -629,8 +631,9 @@ export function publish_parts(
     parts: string[],
     np: number,
     plen: number,
+    trusted?: boolean,
 ): LuaMultiReturn<[true, undefined] | [undefined, string]> {
-    const [hlen, err] = publish_check(subject, headers, plen);
+    const [hlen, err] = publish_check(subject, headers, plen, trusted);
     if (hlen === undefined) return $multi(undefined, err as string);
     qn = protocol.append_pub_parts(queue, qn, subject, headers, hlen, parts, np, plen);
     qevents++;
