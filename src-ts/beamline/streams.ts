@@ -470,7 +470,6 @@ function jstr(s: string): string {
     return t !== undefined ? t : '""';
 }
 
-
 /** The event's parts and NATS headers, reused by every publish (publish_parts copies them). */
 const ev: string[] = [];
 const ev_headers = ["request_id", "", "tenant_id", ""];
