@@ -195,7 +195,7 @@ export const FAMILIES: Family[] = [
         type: "counter",
         id: "de",
         label: "reason",
-        help: "Stored decisions dropped or refused: tenant_quota (the tenant's own oldest, past max_per_tenant), no_memory (the dict is full: not stored).",
+        help: "Stored decisions dropped or refused: tenant_quota (the tenant's own oldest, past max_per_tenant), dict_full (the tenant's own oldest, to make room in the full dict), no_memory (the dict is full and the tenant has none to give up: not stored).",
         plain: false,
     },
     // Subscriptions and realtime streams (CONTRACT §11, beamline.streams).
