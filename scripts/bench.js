@@ -814,11 +814,7 @@ async function stateMode(stack, o) {
       { name: 'local', st: stack },
       { name: 'redis', st: rstack },
     ];
-    say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
-    for (const s of sides) {
-      const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
-      if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
-    }
+    await warmUpSides(sides, o);
     const rounds = o.rounds;
     const results = [];
     for (const c of o.levels) {
@@ -887,6 +883,15 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** The A/B modes' warm-up: decide at c64 on each side ({name, st}); any error stops the run. */
+async function warmUpSides(sides, o) {
+  say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
+  for (const s of sides) {
+    const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
+    if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
+  }
+}
+
 /**
  * --compare DIR: decide on two gateways in the same run, on the same NATS and Router: "before"
  * runs the compiled Lua in DIR (e.g. a dist-lua built from another commit), "after" the current
@@ -902,11 +907,7 @@ async function compareMode(stack, o) {
     { name: 'before', st: bstack },
     { name: 'after', st: stack },
   ];
-  say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
-  for (const s of sides) {
-    const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
-    if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
-  }
+  await warmUpSides(sides, o);
   const results = [];
   for (const c of o.levels) {
     for (let round = 1; round <= o.rounds; round++) {
