@@ -189,6 +189,19 @@ function cpuMs(pid) {
   }
 }
 
+/**
+ * Starts measuring the CPU time of groups of processes ({name: [pid, …]}); the returned function
+ * gives each group's CPU µs per request over `requests` since the start (one decimal).
+ */
+function cpuMeter(groups) {
+  const sum = (pids) => pids.reduce((x, p) => x + cpuMs(p), 0);
+  const t0 = Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, sum(v)]));
+  return (requests) =>
+    Object.fromEntries(
+      Object.entries(groups).map(([k, v]) => [k, Math.round((((sum(v) - t0[k]) * 1000) / Math.max(1, requests)) * 10) / 10]),
+    );
+}
+
 const mib = (kb) => `${(kb / 1024).toFixed(1)} MiB`;
 const signedMib = (kb) => `${kb >= 0 ? '+' : '-'}${(Math.abs(kb) / 1024).toFixed(2)} MiB`;
 const num = (v) => Math.round(v).toLocaleString('en-US');
@@ -402,10 +415,19 @@ async function describeMachine(stack) {
 // --body-bytes N: every decide of the run sends a body of exactly N bytes (curves' padding).
 let bodyBytes = 0;
 
-function bodyFile() {
-  const f = path.join(procs.tmpRoot(), bodyBytes ? `decide-body-${bodyBytes}.json` : 'decide-body.json');
-  if (!fs.existsSync(f)) fs.writeFileSync(f, bodyBytes ? require('./bench/curves').decideBody(bodyBytes) : DECIDE_BODY);
+/** The file of a decide body of exactly `size` bytes (curves' padding); 0: DECIDE_BODY. */
+function bodyFile(size = bodyBytes) {
+  const f = path.join(procs.tmpRoot(), size ? `decide-body-${size}.json` : 'decide-body.json');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, size ? require('./bench/curves').decideBody(size) : DECIDE_BODY);
   return f;
+}
+
+/** gateway_decision_cache_evictions_total by reason, scraped from the gateway's /metrics. */
+async function decisionEvictions(url) {
+  const text = (await get(`${url}/metrics`)).body;
+  const out = {};
+  for (const m of text.matchAll(/^gateway_decision_cache_evictions_total\{reason="([^"]+)"\} (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
 }
 
 /**
@@ -607,19 +629,13 @@ async function suite(stack, o) {
       process.stdout.write(
         `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${pad(LABELS[t], 26, true)} c${pad(c, 3, true)} … `,
       );
-      const pids = { nginx_workers: worker, nats_server: [stack.nats.pid], router: [stack.router.pid] };
-      const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, v.reduce((x, p) => x + cpuMs(p), 0)]));
+      const cpu = cpuMeter({ nginx_workers: worker, nats_server: [stack.nats.pid], router: [stack.router.pid] });
       const r =
         t === 'nats'
           ? await natsLoop(stack, c, o.duration, Math.min(2, o.duration))
           : await wrk(stack, t, c, o.duration, { threads: o.threads });
       // CPU time per request of each stack process (the nats target measures the Router loop).
-      r.cpu_us_per_request = Object.fromEntries(
-        Object.entries(pids).map(([k, v]) => [
-          k,
-          Math.round((((v.reduce((x, p) => x + cpuMs(p), 0) - cpu0[k]) * 1000) / r.requests) * 10) / 10,
-        ]),
-      );
+      r.cpu_us_per_request = cpu(r.requests);
       r.load_before = os.loadavg();
       r.others_busy_percent_before = busy;
       results.push(r);
@@ -701,10 +717,7 @@ async function memoryMode(stack, o) {
   const dicts1 = (await getJson(`${stack.url}/__bench/info?dicts=1&keys=1`)).dicts;
   show('after', after, heap1);
   showDicts('after', dicts1);
-  const metricsText = (await get(`${stack.url}/metrics`)).body;
-  const evictions = {};
-  for (const m of metricsText.matchAll(/^gateway_decision_cache_evictions_total\{reason="([^"]+)"\} (\S+)$/gm))
-    evictions[m[1]] = Number(m[2]);
+  const evictions = await decisionEvictions(stack.url);
   say(`stored decisions dropped or refused (gateway_decision_cache_evictions_total): ${JSON.stringify(evictions)}`);
   for (let i = 0; i < worker.length; i++) {
     say(
@@ -814,39 +827,33 @@ async function stateMode(stack, o) {
       { name: 'local', st: stack },
       { name: 'redis', st: rstack },
     ];
-    await warmUpSides(sides, o);
-    const rounds = o.rounds;
-    const results = [];
-    for (const c of o.levels) {
-      for (let round = 1; round <= rounds; round++) {
-        for (const s of round % 2 ? sides : [...sides].reverse()) {
-          const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
-          process.stdout.write(
-            `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | decide state ${s.name} c${c} round ${round} … `,
-          );
-          const workers = workerPids(s.st.nginx.pid);
-          const w0 = workers.reduce((x, p) => x + cpuMs(p), 0);
-          const r0 = cpuMs(redis.pid);
-          const k0 = await redisCommandCalls(client);
-          const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
-          const k1 = await redisCommandCalls(client);
-          r.state = s.name;
-          r.round = round;
-          r.worker_cpu_us_per_request = (((workers.reduce((x, p) => x + cpuMs(p), 0) - w0) * 1000) / r.requests).toFixed(1) * 1;
-          r.redis_cpu_us_per_request = (((cpuMs(redis.pid) - r0) * 1000) / r.requests).toFixed(1) * 1;
-          r.redis_commands_per_request = Object.fromEntries(
-            Object.keys(k1)
-              .filter((k) => k1[k] - (k0[k] || 0) > 0 && k !== 'info')
-              .map((k) => [k, Math.round(((k1[k] - (k0[k] || 0)) / r.requests) * 1000) / 1000]),
-          );
-          results.push(r);
-          process.stdout.write(
-            `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, ` +
-              `worker CPU ${r.worker_cpu_us_per_request} µs/req, Redis CPU ${r.redis_cpu_us_per_request} µs/req ${JSON.stringify(r.redis_commands_per_request)}\n`,
-          );
-        }
-      }
-    }
+    await warmUpSides(sides, o.quick ? 1 : 3);
+    const results = await abRounds(
+      sides,
+      o,
+      (s, c, round) => `decide state ${s.name} c${c} round ${round}`,
+      async (s, c, round) => {
+        const cpu = cpuMeter({ workers: workerPids(s.st.nginx.pid), redis: [redis.pid] });
+        const k0 = await redisCommandCalls(client);
+        const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
+        const k1 = await redisCommandCalls(client);
+        const us = cpu(r.requests);
+        r.state = s.name;
+        r.round = round;
+        r.worker_cpu_us_per_request = us.workers;
+        r.redis_cpu_us_per_request = us.redis;
+        r.redis_commands_per_request = Object.fromEntries(
+          Object.keys(k1)
+            .filter((k) => k1[k] - (k0[k] || 0) > 0 && k !== 'info')
+            .map((k) => [k, Math.round(((k1[k] - (k0[k] || 0)) / r.requests) * 1000) / 1000]),
+        );
+        process.stdout.write(
+          `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, ` +
+            `worker CPU ${r.worker_cpu_us_per_request} µs/req, Redis CPU ${r.redis_cpu_us_per_request} µs/req ${JSON.stringify(r.redis_commands_per_request)}\n`,
+        );
+        return r;
+      },
+    );
     const summary = o.levels.map((c) => {
       const of = (name) => results.filter((r) => r.concurrency === c && r.state === name);
       const agg = (rs) => ({
@@ -883,13 +890,33 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** The A/B modes' warm-up: decide at c64 on each side ({name, st}); any error stops the run. */
-async function warmUpSides(sides, o) {
-  say(`warming up (${o.quick ? 1 : 3} s per side at c64)…`);
+/** Warm-up of gateways side by side: decide at c64 on each side ({name, st}); any error stops the run. */
+async function warmUpSides(sides, seconds, wrkOpts = {}) {
+  say(`warming up (${seconds} s per gateway at c64)…`);
   for (const s of sides) {
-    const r = await wrk(s.st, 'decide', 64, o.quick ? 1 : 3);
+    const r = await wrk(s.st, 'decide', 64, seconds, wrkOpts);
     if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
   }
+}
+
+/**
+ * The A/B rounds: at each concurrency, `o.rounds` rounds over the sides, the order flipped each
+ * round so both see the same machine; before each point it waits for a quiet machine and prints
+ * `label(s, c, round)`; `measure(s, c, round)` runs the point (and prints its result). Returns
+ * the results in order.
+ */
+async function abRounds(sides, o, label, measure) {
+  const results = [];
+  for (const c of o.levels) {
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const s of round % 2 ? sides : [...sides].reverse()) {
+        const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
+        process.stdout.write(`[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${label(s, c, round)} … `);
+        results.push(await measure(s, c, round));
+      }
+    }
+  }
+  return results;
 }
 
 /**
@@ -907,28 +934,23 @@ async function compareMode(stack, o) {
     { name: 'before', st: bstack },
     { name: 'after', st: stack },
   ];
-  await warmUpSides(sides, o);
-  const results = [];
-  for (const c of o.levels) {
-    for (let round = 1; round <= o.rounds; round++) {
-      for (const s of round % 2 ? sides : [...sides].reverse()) {
-        const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
-        process.stdout.write(
-          `[bench] load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | decide ${s.name} c${c} round ${round} … `,
-        );
-        const workers = workerPids(s.st.nginx.pid);
-        const w0 = workers.reduce((x, p) => x + cpuMs(p), 0);
-        const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
-        r.side = s.name;
-        r.round = round;
-        r.worker_cpu_us_per_request = (((workers.reduce((x, p) => x + cpuMs(p), 0) - w0) * 1000) / r.requests).toFixed(1) * 1;
-        results.push(r);
-        process.stdout.write(
-          `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, worker CPU ${r.worker_cpu_us_per_request} µs/req\n`,
-        );
-      }
-    }
-  }
+  await warmUpSides(sides, o.quick ? 1 : 3);
+  const results = await abRounds(
+    sides,
+    o,
+    (s, c, round) => `decide ${s.name} c${c} round ${round}`,
+    async (s, c, round) => {
+      const cpu = cpuMeter({ workers: workerPids(s.st.nginx.pid) });
+      const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
+      r.side = s.name;
+      r.round = round;
+      r.worker_cpu_us_per_request = cpu(r.requests).workers;
+      process.stdout.write(
+        `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, worker CPU ${r.worker_cpu_us_per_request} µs/req\n`,
+      );
+      return r;
+    },
+  );
   const summary = o.levels.map((c) => {
     const agg = (name) => {
       const rs = results.filter((r) => r.concurrency === c && r.side === name);
@@ -1303,7 +1325,20 @@ async function main() {
 
   if (o.curves) {
     const { curvesMode, curvesTable, curvesCharts } = require('./bench/curves');
-    const helpers = { startBenchNginx, wrk, workerPids, cpuMs, getJson, get, waitForQuietCpu, loadavg, say, num, tmpRoot: procs.tmpRoot };
+    const helpers = {
+      startBenchNginx,
+      wrk,
+      warmUpSides,
+      workerPids,
+      cpuMeter,
+      bodyFile,
+      decisionEvictions,
+      getJson,
+      waitForQuietCpu,
+      loadavg,
+      say,
+      num,
+    };
     const m = await curvesMode(helpers, stack, o);
     const doc = {
       kind: 'curves',

@@ -19,7 +19,6 @@
 // Writes bench/results/curves-<time>.json and curves-<time>-<dimension>.svg.
 const fs = require('fs');
 const os = require('os');
-const path = require('path');
 const { chart } = require('./svg');
 
 const KIB = 1024;
@@ -66,8 +65,8 @@ const f1 = (v) => (Number.isFinite(v) ? v.toFixed(1) : '—');
 const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : '—');
 
 /**
- * @param h  helpers of scripts/bench.js: { startBenchNginx, wrk, workerPids, cpuMs, getJson, get,
- *           waitForQuietCpu, loadavg, say, num, tmpRoot }
+ * @param h  helpers of scripts/bench.js: { startBenchNginx, wrk, warmUpSides, workerPids, cpuMeter,
+ *           bodyFile, decisionEvictions, getJson, waitForQuietCpu, loadavg, say, num }
  * @param stack  the main bench stack (its nginx is not used: both curve gateways are started here)
  * @param o  options of scripts/bench.js (duration, maxBusy, waitLoad, threads, dimensions)
  */
@@ -80,11 +79,7 @@ async function curvesMode(h, stack, o) {
 
   // Bodies: one file per size.
   const bodies = {};
-  for (const size of new Set([BASE.payload, ...DIMENSIONS.payload.levels])) {
-    const f = path.join(h.tmpRoot(), `decide-body-${size}.json`);
-    fs.writeFileSync(f, decideBody(size));
-    bodies[size] = f;
-  }
+  for (const size of new Set([BASE.payload, ...DIMENSIONS.payload.levels])) bodies[size] = h.bodyFile(size);
 
   // Two gateways on the same NATS and Router: 1 and 2 workers. The curve-only render changes
   // (scripts/bench.js startBenchNginx, opts.curves): no per-address connection cap (wrk's 1024
@@ -96,11 +91,7 @@ async function curvesMode(h, stack, o) {
     sides.push({ name: `w${workers}`, workers, st: { ...stack, ...gw }, pids });
     say(`gateway with ${workers} worker(s): ${gw.url} (master ${gw.nginx.pid}, workers ${pids.join(', ')})`);
   }
-  say(`warming up (2 s per gateway at c64)…`);
-  for (const s of sides) {
-    const r = await h.wrk(s.st, 'decide', 64, 2, { body: bodies[BASE.payload] });
-    if (r.errors) throw new Error(`warm-up of ${s.name} got ${r.errors} errors: ${JSON.stringify(r.detail)}`);
-  }
+  await h.warmUpSides(sides, 2, { body: bodies[BASE.payload] });
 
   const points = [];
   let k = 0;
@@ -116,18 +107,11 @@ async function curvesMode(h, stack, o) {
         process.stdout.write(
           `[bench] load ${h.loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | ${dim} ${DIMENSIONS[dim].fmt(value).padStart(7)} ${s.name} … `,
         );
-        const procs = { nginx_workers: s.pids, nats_server: [stack.nats.pid], router: [stack.router.pid] };
-        const cpu = (v) => v.reduce((x, pid) => x + h.cpuMs(pid), 0);
-        const cpu0 = Object.fromEntries(Object.entries(procs).map(([n, v]) => [n, cpu(v)]));
+        const cpu = h.cpuMeter({ nginx_workers: s.pids, nats_server: [stack.nats.pid], router: [stack.router.pid] });
         const r = await h.wrk(s.st, 'decide', p.concurrency, o.duration, opts);
-        const cpuUs = Object.fromEntries(
-          Object.entries(procs).map(([n, v]) => [n, Math.round((((cpu(v) - cpu0[n]) * 1000) / Math.max(1, r.requests)) * 10) / 10]),
-        );
+        const cpuUs = cpu(r.requests);
         const info = await h.getJson(`${s.st.url}/__bench/info?dicts=1${dim === 'tenants' ? '&keys=1' : ''}`);
-        const metrics = (await h.get(`${s.st.url}/metrics`)).body;
-        const evictions = {};
-        for (const m of metrics.matchAll(/^gateway_decision_cache_evictions_total\{reason="([^"]+)"\} (\S+)$/gm))
-          evictions[m[1]] = Number(m[2]);
+        const evictions = await h.decisionEvictions(s.st.url);
         const point = {
           dimension: dim,
           value,
