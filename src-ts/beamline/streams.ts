@@ -474,28 +474,23 @@ function jstr(s: string): string {
 const ev: string[] = [];
 const ev_headers = ["request_id", "", "tenant_id", ""];
 
-/**
- * Appends a validated id (request_model: printable ASCII, no space, no control byte) as a JSON
- * string to `ev` from index `n`: quotes and the value as separate parts unless it holds a quote
- * or a backslash (two plain finds, memchr), else one encoded part. Returns the next index.
- */
-function push_id(n: number, s: string): number {
-    if (sfind(s, '"', 1, true)[0] === undefined && sfind(s, "\\", 1, true)[0] === undefined) {
-        ev[n] = '"';
-        ev[n + 1] = s;
-        ev[n + 2] = '"';
-        return n + 3;
-    }
-    ev[n] = jstr(s);
-    return n + 1;
-}
-
 /** Appends a value of a charset that needs no JSON escaping (a tenant id, a trace id). */
 function push_plain(n: number, s: string): number {
     ev[n] = '"';
     ev[n + 1] = s;
     ev[n + 2] = '"';
     return n + 3;
+}
+
+/**
+ * Appends a validated id (request_model: printable ASCII, no space, no control byte) as a JSON
+ * string to `ev` from index `n`: quotes and the value as separate parts unless it holds a quote
+ * or a backslash (two plain finds, memchr), else one encoded part. Returns the next index.
+ */
+function push_id(n: number, s: string): number {
+    if (sfind(s, '"', 1, true)[0] === undefined && sfind(s, "\\", 1, true)[0] === undefined) return push_plain(n, s);
+    ev[n] = jstr(s);
+    return n + 1;
 }
 
 /**

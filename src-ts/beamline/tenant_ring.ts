@@ -18,7 +18,17 @@
 const tostr = tostring;
 
 /** At most one `flush_expired` per dict and worker in this many seconds. */
-export const RECLAIM_INTERVAL_SECONDS = 1;
+const RECLAIM_INTERVAL_SECONDS = 1;
+
+/** The tenant's claim counter. */
+function claim_key(tenant: string): string {
+    return "|S|" + tenant;
+}
+
+/** The ring slot of the tenant's claim `seq`. */
+function slot_key(tenant: string, seq: number, max: number): string {
+    return "|R|" + tenant + "|" + tostr(seq % max);
+}
 
 /** When this worker last flushed each dict (ngx.now()); worker-local, never shared. */
 const last_reclaim = new LuaTable<NgxSharedDict, number>();
@@ -50,7 +60,7 @@ export function track(
     max: number,
     ttl: number,
 ): LuaMultiReturn<[boolean, string | undefined]> {
-    const ck = "|S|" + tenant;
+    const ck = claim_key(tenant);
     let [seq, err] = d.incr(ck, 1);
     if (seq === undefined) {
         if (err !== "not found") return $multi(false, err);
@@ -60,7 +70,7 @@ export function track(
         [seq, err] = d.incr(ck, 1);
         if (seq === undefined) return $multi(false, err);
     }
-    const slot = "|R|" + tenant + "|" + tostr((seq as number) % max);
+    const slot = slot_key(tenant, seq as number, max);
     const [old] = d.get(slot);
     let evicted = false;
     if (typeof old === "string" && old !== key) {
@@ -86,7 +96,7 @@ const EVICT_PROBES = 16;
  * Idempotency-Key records (dropping one could let its retry run twice).
  */
 export function evict_oldest(d: NgxSharedDict, tenant: string, max: number): boolean {
-    const [seq] = d.get("|S|" + tenant);
+    const [seq] = d.get(claim_key(tenant));
     if (typeof seq !== "number") return false;
     const tk = "|T|" + tenant;
     const [t0] = d.get(tk);
@@ -95,7 +105,7 @@ export function evict_oldest(d: NgxSharedDict, tenant: string, max: number): boo
     if (t < 1) t = 1;
     let deleted = false;
     for (let i = 0; i < EVICT_PROBES && t <= seq && !deleted; i++) {
-        const slot = "|R|" + tenant + "|" + tostr(t % max);
+        const slot = slot_key(tenant, t, max);
         const [k] = d.get(slot);
         t += 1;
         if (typeof k === "string") {

@@ -413,14 +413,19 @@ export function append_pub(
         out[n + 6] = "\r\n";
         return n + 7;
     }
+    return append_headers_payload(out, append_hpub_line(out, n, subject, hlen, hlen + payload.length), headers, payload);
+}
+
+/** `HPUB subject #hdr #total\r\nNATS/1.0\r\n` of a publish without a reply subject. */
+function append_hpub_line(out: (string | number)[], n: number, subject: string, hlen: number, total: number): number {
     out[n] = "HPUB ";
     out[n + 1] = subject;
     out[n + 2] = " ";
     out[n + 3] = hlen;
     out[n + 4] = " ";
-    out[n + 5] = hlen + payload.length;
+    out[n + 5] = total;
     out[n + 6] = "\r\nNATS/1.0\r\n";
-    return append_headers_payload(out, n + 7, headers, payload);
+    return n + 7;
 }
 
 /**
@@ -438,14 +443,7 @@ export function append_pub_parts(
     np: number,
     plen: number,
 ): number {
-    out[n] = "HPUB ";
-    out[n + 1] = subject;
-    out[n + 2] = " ";
-    out[n + 3] = hlen;
-    out[n + 4] = " ";
-    out[n + 5] = hlen + plen;
-    out[n + 6] = "\r\nNATS/1.0\r\n";
-    n = append_header_lines(out, n + 7, headers);
+    n = append_header_lines(out, append_hpub_line(out, n, subject, hlen, hlen + plen), headers);
     for (let i = 0; i < np; i++) {
         out[n] = parts[i];
         n++;
