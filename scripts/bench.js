@@ -36,7 +36,9 @@
 //   npm run bench -- --compare DIR [--rounds 2]   A/B: decide (c64 unless --concurrency) on a
 //            gateway running the compiled Lua in DIR ("before", e.g. a dist-lua copied from
 //            another commit) and one running this build ("after"), same NATS and Router, rounds
-//            alternating; medians of req/s, p99 and worker CPU µs per decide
+//            alternating; medians of req/s, p99 and worker CPU µs per decide; with --after DIR2
+//            the "after" gateway runs the compiled Lua in DIR2 instead of this build; with
+//            --together both are loaded at the same time in each round (same machine noise)
 // Options: --duration S, --concurrency 1,16,64,256, --targets bare,healthz,decide,nats,
 //   --workers N (default: the config's server.workers), --threads N (wrk threads, default 1 or 2),
 //   --access-log off|on|buffered (default off; on: one write per request; buffered: 64 KiB, 1 s),
@@ -276,12 +278,14 @@ async function waitForLowLoad(max, waitS) {
 // ---------------------------------------------------------------------------------------------
 
 async function startBenchStack(opts) {
-  const c = compileLua({ log: say });
-  if (c.built) say(`lua compiled in ${c.ms} ms`);
+  if (!opts.after) {
+    const c = compileLua({ log: say });
+    if (c.built) say(`lua compiled in ${c.ms} ms`);
+  }
   // A private copy of the compiled Lua: other builds in the repo (tests running at the same
   // time) must not change the modules under a running benchmark.
   const luaDir = path.join(procs.tmpRoot(), 'dist-lua');
-  fs.cpSync(path.join(ROOT, 'dist-lua'), luaDir, { recursive: true });
+  fs.cpSync(opts.after || path.join(ROOT, 'dist-lua'), luaDir, { recursive: true });
   // nginx workers run unprivileged (Debian: nobody) and load beamline.bench on first use, so
   // they must be able to read it: the temp dir is 0700 by default.
   fs.chmodSync(procs.tmpRoot(), 0o755);
@@ -919,6 +923,21 @@ async function abRounds(sides, o, label, measure) {
   return results;
 }
 
+/** The rounds of `--compare --together`: every side measured at the same time in each round. */
+async function togetherRounds(sides, o, measure, line) {
+  const results = [];
+  for (const c of o.levels) {
+    for (let round = 1; round <= o.rounds; round++) {
+      const busy = await waitForQuietCpu(o.maxBusy, o.waitLoad);
+      say(`load ${loadavg().join(' ')}, others ${String(busy).padStart(4)}% busy | decide c${c} round ${round}, both gateways at once:`);
+      const rs = await Promise.all(sides.map((s) => measure(s, c, round)));
+      for (const r of rs) say(`  ${r.side.padEnd(7)} ${line(r)}`);
+      results.push(...rs);
+    }
+  }
+  return results;
+}
+
 /**
  * --compare DIR: decide on two gateways in the same run, on the same NATS and Router: "before"
  * runs the compiled Lua in DIR (e.g. a dist-lua built from another commit), "after" the current
@@ -929,28 +948,38 @@ async function compareMode(stack, o) {
   const beforeDir = path.join(procs.tmpRoot(), 'dist-lua-before');
   fs.cpSync(o.compare, beforeDir, { recursive: true });
   const bstack = { ...stack, ...(await startBenchNginx(o, stack.nats, beforeDir, 'nginx-before')) };
-  say(`"before" gateway (${o.compare}) at ${bstack.url} (master ${bstack.nginx.pid}); "after" (this build) at ${stack.url}`);
+  say(
+    `"before" gateway (${o.compare}) at ${bstack.url} (master ${bstack.nginx.pid}); "after" (${o.after || 'this build'}) at ${stack.url}`,
+  );
   const sides = [
     { name: 'before', st: bstack },
     { name: 'after', st: stack },
   ];
   await warmUpSides(sides, o.quick ? 1 : 3);
-  const results = await abRounds(
-    sides,
-    o,
-    (s, c, round) => `decide ${s.name} c${c} round ${round}`,
-    async (s, c, round) => {
-      const cpu = cpuMeter({ workers: workerPids(s.st.nginx.pid) });
-      const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
-      r.side = s.name;
-      r.round = round;
-      r.worker_cpu_us_per_request = cpu(r.requests).workers;
-      process.stdout.write(
-        `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, worker CPU ${r.worker_cpu_us_per_request} µs/req\n`,
+  const measureSide = async (s, c, round) => {
+    const cpu = cpuMeter({ workers: workerPids(s.st.nginx.pid) });
+    const r = await wrk(s.st, 'decide', c, o.duration, { threads: o.threads });
+    r.side = s.name;
+    r.round = round;
+    r.worker_cpu_us_per_request = cpu(r.requests).workers;
+    return r;
+  };
+  const line = (r) =>
+    `${num(r.rps)} req/s, p50 ${r.p50_ms.toFixed(2)} ms, p99 ${r.p99_ms.toFixed(2)} ms, errors ${r.errors}, worker CPU ${r.worker_cpu_us_per_request} µs/req`;
+  // --together: both gateways under load at the same time in each round, so that whatever else
+  // the machine does in that interval (other VMs on the host included) hits both alike.
+  const results = o.together
+    ? await togetherRounds(sides, o, measureSide, line)
+    : await abRounds(
+        sides,
+        o,
+        (s, c, round) => `decide ${s.name} c${c} round ${round}`,
+        async (s, c, round) => {
+          const r = await measureSide(s, c, round);
+          process.stdout.write(`${line(r)}\n`);
+          return r;
+        },
       );
-      return r;
-    },
-  );
   const summary = o.levels.map((c) => {
     const agg = (name) => {
       const rs = results.filter((r) => r.concurrency === c && r.side === name);
@@ -960,7 +989,21 @@ async function compareMode(stack, o) {
         worker_cpu_us_per_request: median(rs.map((r) => r.worker_cpu_us_per_request)),
       };
     };
-    return { concurrency: c, before: agg('before'), after: agg('after') };
+    // Round by round, after/before: the same round saw the same machine, so these ratios move
+    // less with the machine than the medians of each side do.
+    const pairs = [];
+    for (let round = 1; round <= o.rounds; round++) {
+      const b = results.find((r) => r.concurrency === c && r.side === 'before' && r.round === round);
+      const a = results.find((r) => r.concurrency === c && r.side === 'after' && r.round === round);
+      if (a && b) pairs.push({ cpu: a.worker_cpu_us_per_request / b.worker_cpu_us_per_request, rps: a.rps / b.rps });
+    }
+    const ratios = {
+      rounds: pairs.length,
+      cpu_median: median(pairs.map((x) => x.cpu)),
+      rps_median: median(pairs.map((x) => x.rps)),
+      after_cheaper_rounds: pairs.filter((x) => x.cpu < 1).length,
+    };
+    return { concurrency: c, before: agg('before'), after: agg('after'), ratios };
   });
   process.stdout.write(
     `\nmedians over ${o.rounds} rounds, ${o.tenants || 1} tenant(s)\n${pad('conc', 6)}${pad('before req/s', 14)}${pad('after req/s', 13)}` +
@@ -970,6 +1013,14 @@ async function compareMode(stack, o) {
           (x) =>
             `${pad(x.concurrency, 6)}${pad(num(x.before.rps), 14)}${pad(num(x.after.rps), 13)}${pad(x.before.p99_ms.toFixed(2), 12)}` +
             `${pad(x.after.p99_ms.toFixed(2), 11)}${pad(x.before.worker_cpu_us_per_request.toFixed(1), 15)}${pad(x.after.worker_cpu_us_per_request.toFixed(1), 14)}`,
+        )
+        .join('\n') +
+      '\n' +
+      summary
+        .map(
+          (x) =>
+            `c${x.concurrency} per round, after/before: worker µs/decide ${x.ratios.cpu_median.toFixed(3)} (median; after cheaper in ` +
+            `${x.ratios.after_cheaper_rounds} of ${x.ratios.rounds} rounds), req/s ${x.ratios.rps_median.toFixed(3)}`,
         )
         .join('\n') +
       '\n\n',
@@ -1234,7 +1285,7 @@ async function main() {
   let a;
   try {
     a = parseArgs(process.argv.slice(2), {
-      boolean: ['quick', 'memory', 'profile', 'micro', 'streams', 'curves', 'help'],
+      boolean: ['quick', 'memory', 'profile', 'micro', 'streams', 'curves', 'together', 'help'],
       string: [
         'duration',
         'concurrency',
@@ -1253,6 +1304,7 @@ async function main() {
         'rounds',
         'tracing',
         'compare',
+        'after',
         'tenants',
         'dimensions',
         'body-bytes',
@@ -1290,15 +1342,23 @@ async function main() {
     rounds: Number(a.rounds || 2),
     quick: !!a.quick,
     compare: a.compare ? path.resolve(a.compare) : undefined,
+    after: a.after ? path.resolve(a.after) : undefined,
+    together: !!a.together,
   };
   bodyBytes = Number(a['body-bytes'] || 0);
   if (!(Number.isInteger(bodyBytes) && bodyBytes >= 0)) throw new Error('--body-bytes: a positive integer');
   if (o.state !== undefined && o.state !== 'redis') throw new Error('--state: redis (compares it with local in the same run)');
   if ((o.state || o.compare) && !a.concurrency) o.levels = [64];
   if (!(Number.isInteger(o.tenants) && o.tenants >= 0)) throw new Error('--tenants: a positive integer');
-  if (o.compare && !fs.existsSync(path.join(o.compare, 'beamline', 'phases.lua'))) {
-    throw new Error(`--compare: ${o.compare} holds no compiled gateway (beamline/phases.lua)`);
+  for (const [flag, dir] of [
+    ['--compare', o.compare],
+    ['--after', o.after],
+  ]) {
+    if (dir && !fs.existsSync(path.join(dir, 'beamline', 'phases.lua'))) {
+      throw new Error(`${flag}: ${dir} holds no compiled gateway (beamline/phases.lua)`);
+    }
   }
+  if (o.after && !o.compare) throw new Error('--after DIR goes with --compare DIR');
   if (!['off', 'on', 'buffered'].includes(o.accessLog)) throw new Error('--access-log: off, on or buffered');
   if (!['off', 'on'].includes(o.tracing)) throw new Error('--tracing: off or on');
   for (const t of o.targets) if (!TARGETS.includes(t)) throw new Error(`unknown target ${t} (${TARGETS.join(', ')})`);

@@ -158,10 +158,17 @@ function ngx_costs(n: number): string {
     time("ngx.header[X-Trace-Id] = v", () => {
         ngx.header["X-Trace-Id"] = "4bf92f3577b34da6a3ce929d0e0e4736";
     });
+    time("ngx.var.beamline_router_code = v", () => {
+        ngx.var["beamline_router_code"] = "ok";
+    });
+    time("ngx.update_time()", () => ngx.update_time());
     time("ngx.worker.pid()", () => ngx.worker.pid());
     if (dict !== undefined) {
         time("shdict:set(new key, 190 B, ttl)", (i) => dict.set("bench-costs|" + i, COST_VALUE, 300));
         time("shdict:get(key)", (i) => dict.get("bench-costs|" + i));
+        time("shdict:ttl(key)", (i) => dict.ttl("bench-costs|" + i));
+        time("shdict:incr(key, 1)", () => dict.incr("bench-costs|n", 1, 0));
+        for (let i = 0; i < n; i++) dict.delete("bench-costs|" + i);
     }
     time("tostring(i) (inbox token)", (i) => tostring(i));
     return "{" + concat(out, ",") + "}";
