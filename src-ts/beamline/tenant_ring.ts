@@ -74,8 +74,9 @@ export function track(
     const [old] = d.get(slot);
     let evicted = false;
     if (typeof old === "string" && old !== key) {
-        const [live] = d.get(old);
-        if (live !== undefined) {
+        // `ttl`, not `get`: whether the record is live, without copying its value out (issue 15).
+        const [left] = d.ttl(old);
+        if (left !== undefined && left >= 0) {
             d.delete(old);
             evicted = true;
         }
@@ -109,8 +110,8 @@ export function evict_oldest(d: NgxSharedDict, tenant: string, max: number): boo
         const [k] = d.get(slot);
         t += 1;
         if (typeof k === "string") {
-            const [live] = d.get(k);
-            if (live !== undefined) {
+            const [left] = d.ttl(k);
+            if (left !== undefined && left >= 0) {
                 d.delete(k);
                 deleted = true;
             }

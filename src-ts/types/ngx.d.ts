@@ -130,7 +130,7 @@ declare interface NgxSharedDict {
         init?: number,
         init_ttl?: number,
     ): LuaMultiReturn<[number, undefined, boolean] | [undefined, string, boolean]>;
-    /** Remaining seconds to live: 0 = never expires; nil, "not found" when absent. */
+    /** Remaining seconds to live: 0 = never expires, below 0 = expired (not yet removed); nil, "not found" when absent. */
     ttl(this: NgxSharedDict, key: string): LuaMultiReturn<[number, undefined] | [undefined, string]>;
     expire(this: NgxSharedDict, key: string, exptime: number): LuaMultiReturn<[boolean, string | undefined]>;
     get_keys(this: NgxSharedDict, max_count?: number): string[];
