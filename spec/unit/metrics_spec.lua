@@ -114,7 +114,10 @@ describe("beamline.metrics", function()
   end)
 
   it("records a request in the log phase with cached keys and no tenant label", function()
-    stub.install({ method = "POST", var = { beamline_route = "decide", beamline_router_time = "0.004", beamline_router_code = "ok" } })
+    stub.install({ method = "POST", var = { beamline_route = "decide" } })
+    -- the Router fields come from ngx.ctx (beamline.log_fields), not from nginx variables
+    ngx.ctx.beamline_router_time = 0.004
+    ngx.ctx.beamline_router_code = "ok"
     local d = fake.new()
     ngx.shared = { beamline_metrics = d }
     ngx.status = 200

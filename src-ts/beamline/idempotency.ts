@@ -44,6 +44,19 @@ const CTX_MARKER = "beamline_idem_marker";
 const CTX_INDEX = "beamline_idem_index";
 const PENDING_VAR = "beamline_idem_pending";
 
+/**
+ * Claims of this worker not yet completed or released: while none is open, the log phase skips
+ * reading `$beamline_idem_pending` (issue 15). A claim whose ngx.ctx an internal redirect lost is
+ * never counted down; the log phase then just keeps reading the variable.
+ */
+let open_claims = 0;
+/** Stands in for ngx.ctx while no claim is open (never written). */
+const NO_CTX: { [key: string]: unknown } = {};
+
+export function claims_open(): boolean {
+    return open_claims > 0;
+}
+
 const ssub = string.sub;
 const sformat = string.format;
 const tonum = tonumber;
@@ -128,6 +141,7 @@ function begin_redis(
         ctx[CTX_MARKER] = marker;
         ctx[CTX_INDEX] = index;
         ngx.var[PENDING_VAR] = "1";
+        open_claims += 1;
         return $multi("run", 0, "", "", "");
     }
     if (typeof res !== "string") {
@@ -178,6 +192,7 @@ export function begin(
             ctx[CTX_KEY] = k;
             ctx[CTX_HASH] = hash;
             ngx.var[PENDING_VAR] = "1";
+            open_claims += 1;
             const [evicted] = tenant_ring.track(d, tenant, k, cfg.max_keys_per_tenant, cfg.ttl_seconds);
             if (evicted) metrics.idempotency_eviction("tenant_quota");
             return $multi("run", 0, "", "", "");
@@ -264,11 +279,13 @@ export function complete(
     dtenant?: string,
     message_id?: string,
 ): boolean {
-    const ctx = ngx.ctx;
+    // No open claim in this worker: this request holds none, and ngx.ctx is not looked at.
+    const ctx = open_claims > 0 ? ngx.ctx : NO_CTX;
     const k = ctx[CTX_KEY] as string | undefined;
     if (k !== undefined) {
         ctx[CTX_KEY] = undefined;
         ngx.var[PENDING_VAR] = "";
+        open_claims -= 1;
     }
     const st = config.get().state;
     if (st.backend === "redis") {
@@ -311,6 +328,7 @@ export function release_unfinished(): void {
     const k = ctx[CTX_KEY] as string | undefined;
     if (k === undefined) return;
     ctx[CTX_KEY] = undefined;
+    open_claims -= 1;
     if (config.get().state.backend === "redis") {
         const [ok, err] = ngx.timer.at(0, release_redis, k, ctx[CTX_INDEX] as string, ctx[CTX_MARKER] as string);
         if (!ok) log_line.write(ngx.WARN, "beamline: cannot release an Idempotency-Key in Redis (it expires): ", err);

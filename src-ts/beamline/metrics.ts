@@ -24,6 +24,7 @@
 import * as connection from "./nats/connection";
 import * as util from "./util";
 import * as log_line from "./log_line";
+import * as log_fields from "./log_fields";
 
 const DICT = "beamline_metrics";
 
@@ -411,7 +412,7 @@ function add(key: string, n: number): void {
 
 /**
  * The log phase of every request: request count and duration; Router time and reply code when
- * the handler set `$beamline_router_time` / `$beamline_router_code`.
+ * the handler made a Router call (beamline.log_fields).
  */
 export function log_request(): void {
     const d = get_dict();
@@ -433,11 +434,9 @@ export function log_request(): void {
     if (dur < 0) dur = 0;
     observe(d, "d", route, dur);
     if (ui_routes[route] === true) ring_record(d, status, dur);
-    const rt = v["beamline_router_time"];
-    if (rt !== undefined && rt !== "") {
-        const t = tonum(rt);
-        if (t !== undefined) observe(d, "R", route, t);
-        const code = v["beamline_router_code"];
+    const [rt, code] = log_fields.router(ngx.ctx);
+    if (rt !== undefined) {
+        observe(d, "R", route, rt);
         bump(d, labelled_key("rr", code_label(code !== undefined ? code : "")), 1);
     }
 }

@@ -27,12 +27,12 @@ import * as traffic from "../traffic";
 import * as log_line from "../log_line";
 import * as streams from "../streams";
 import * as tracing from "../tracing";
+import * as log_fields from "../log_fields";
 
 const get_header = util.get_header;
 const sfind = string.find;
 const slower = string.lower;
 const ssub = string.sub;
-const sformat = string.format;
 
 type ApiRoute = "decide" | "messages";
 export type Context = model.DecideErrorContext;
@@ -52,7 +52,7 @@ const ENDPOINTS = { decide: "/api/v1/routes/decide", messages: "/api/v1/messages
 export function set_id_headers(c: Context): void {
     ngx.header["X-Trace-Id"] = c.trace_id;
     ngx.header["X-Request-Id"] = c.request_id;
-    ngx.var["beamline_tenant_id"] = c.tenant_id;
+    log_fields.tenant(c.tenant_id);
 }
 
 /**
@@ -252,9 +252,9 @@ export function call_router(payload: string, nats_headers: string[], subject: st
         if (failure !== undefined && tracing.enabled()) tracing.router_done(failure);
         // Router time and outcome of every attempted call (§8 access log, §7 metrics); a request
         // refused before publishing (too large, unencodable) has none.
-        ngx.var["beamline_router_time"] = sformat("%.3f", ngx.now() - t0);
+        log_fields.router_time(ngx.now() - t0);
         if (failure !== undefined) {
-            ngx.var["beamline_router_code"] = failure;
+            log_fields.router_code(failure);
         }
     }
     if (reply === undefined) {
@@ -286,7 +286,7 @@ export function call_router(payload: string, nats_headers: string[], subject: st
 export function map_router_reply(reply: string, c: Context): router_reply.MappedReply {
     const mapped = router_reply.map_reply(reply);
     const outcome = mapped.body === undefined ? "malformed" : mapped.status === 200 ? "ok" : metrics.code_label(mapped.code as string);
-    ngx.var["beamline_router_code"] = outcome;
+    log_fields.router_code(outcome);
     if (tracing.enabled()) tracing.router_done(outcome);
     if (mapped.body === undefined) {
         log_line.write(ngx.WARN, "beamline: malformed Router reply: ", mapped.problem, " trace_id=", c.trace_id);
@@ -321,7 +321,9 @@ function handle(route: ApiRoute): void {
     }
     // 5. body size (also enforced by nginx's client_max_body_size for the configured limit)
     const limit = body_limit();
-    const cl = tonumber(ngx.var["http_content_length"]);
+    // From the headers read once (a repeated Content-Length is refused by nginx itself).
+    const [cl_header] = get_header("content-length");
+    const cl = tonumber(cl_header);
     if (cl !== undefined && cl > limit) {
         return fail(413, "payload_too_large", "request body larger than " + limit + " bytes", model.error_context(undefined, hdr, false), {
             limit_bytes: limit,
@@ -421,7 +423,8 @@ function handle(route: ApiRoute): void {
     let out = mapped.body as string;
     if (mapped.status === 200) {
         if (cfg.response_format === "flat") {
-            const flat = flat_body(mapped.decoded as { [key: string]: unknown }, n);
+            const decoded = mapped.decoded ?? json.decode(out)[0];
+            const flat = flat_body(decoded as { [key: string]: unknown }, n);
             if (flat === undefined) {
                 return fail(502, "bad_gateway", "the Router sent a decision that cannot be re-encoded", c);
             }

@@ -26,6 +26,7 @@ import * as json from "../json";
 import * as model from "../request_model";
 import * as cors from "../cors";
 import * as api from "./api";
+import * as log_fields from "../log_fields";
 
 const sfind = string.find;
 const ssub = string.sub;
@@ -226,7 +227,7 @@ export function serve(name: string): void {
     const reply = api.call_router(payload, nats_headers(c, hdr), cfg.subject, r.timeout_ms, c);
     const [decoded, derr] = json.decode(reply, json.MAX_DEPTH_CAP);
     if (derr !== undefined) {
-        ngx.var["beamline_router_code"] = "malformed";
+        log_fields.router_code("malformed");
         log_line.write(ngx.WARN, "beamline: Router reply on ", cfg.subject, " is not JSON, trace_id=", c.trace_id);
         return api.fail(502, "bad_gateway", "the Router sent a malformed reply", c);
     }
@@ -234,6 +235,6 @@ export function serve(name: string): void {
         const mapped = api.map_router_reply(reply, c);
         return util.json_response(mapped.status, mapped.body);
     }
-    ngx.var["beamline_router_code"] = "ok";
+    log_fields.router_code("ok");
     util.json_response(200, reply);
 }

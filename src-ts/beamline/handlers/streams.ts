@@ -25,6 +25,7 @@ import * as auth from "../auth";
 import * as cors from "../cors";
 import * as rate_limit from "../rate_limit";
 import * as streams from "../streams";
+import * as log_fields from "../log_fields";
 
 const get_header = util.get_header;
 const sfind = string.find;
@@ -46,7 +47,7 @@ const TENANT_DICT = "beamline_streams";
 function set_id_headers(c: Context): void {
     ngx.header["X-Trace-Id"] = c.trace_id;
     ngx.header["X-Request-Id"] = c.request_id;
-    ngx.var["beamline_tenant_id"] = c.tenant_id;
+    log_fields.tenant(c.tenant_id);
 }
 
 function fail(status: number, code: string, message: string, c: Context, details?: object, headers?: util.HeaderMap): never {
