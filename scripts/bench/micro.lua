@@ -77,7 +77,7 @@ local function queue_hpub(i, h, p)
   qn = protocol.append_hpub(queue, qn, SUBJECT, INBOX, tostring(i), h, hlen, p)
 end
 bench("protocol.append_hpub into the writer queue (the request path)", function(i) return queue_hpub(i, headers, payload) end)
-bench("router_reply.map_reply (decodes the reply)", function() return router_reply.map_reply(REPLY) end)
+bench("router_reply.map_reply (json_check: ok:true undecoded)", function() return router_reply.map_reply(REPLY) end)
 bench("  json.decode(reply) [beamline.json]", function() return json.decode(REPLY) end)
 bench("  cjson.decode(reply) [raw]", function() return cjson.decode(REPLY) end)
 

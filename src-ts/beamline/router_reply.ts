@@ -1,13 +1,15 @@
 /**
  * beamline.router_reply — what the client gets for a Router reply (CONTRACT §4). Pure.
  *
- * - `{"ok":true,…}` → 200 with the Router's bytes untouched (no re-encoding on the hot path).
+ * - `{"ok":true,…}` → 200 with the Router's bytes untouched (no re-encoding on the hot path;
+ *   checked by beamline.json_check without decoding, so `decoded` is then absent).
  * - `{"ok":false,"error":{"code":C,…}}` → the status of C; the Router's body, completed with
  *   `error.intake_error_code: null` and `error.details: {}` where absent (re-encoded only then).
  * - anything else (not JSON, no boolean `ok`, `error` missing / not an object / no string
  *   `code`) → 502 bad_gateway, produced by the caller as a gateway error.
  */
 import * as json from "./json";
+import { ok_true } from "./json_check";
 
 /** Router error code → HTTP status; any other code is 500. */
 const STATUS_BY_CODE: { [code: string]: number | undefined } = {
@@ -31,7 +33,7 @@ export interface MappedReply {
     status: number;
     /** Body to send; undefined when the reply is malformed (the caller answers 502). */
     body?: string;
-    /** The decoded reply (for the flat format and logging); undefined when malformed. */
+    /** The decoded reply; undefined when malformed, and for an ok:true reply checked undecoded. */
     decoded?: { [key: string]: unknown };
     /** Router error code, when `ok` is false. */
     code?: string;
@@ -40,6 +42,7 @@ export interface MappedReply {
 }
 
 export function map_reply(bytes: string): MappedReply {
+    if (ok_true(bytes)) return { status: 200, body: bytes };
     const [decoded, err] = json.decode(bytes);
     if (decoded === undefined) {
         return { status: 502, problem: "reply is not JSON (" + tostring(err) + ")" };
