@@ -150,6 +150,11 @@ const schema = {
         max_connections_per_client: { type: 'integer', minimum: 0, maximum: 1048576, default: 1024 },
         // Shared memory of the per-address counters (about 16k addresses per MB).
         conn_limit_zone_size_mb: { type: 'integer', minimum: 1, maximum: 1024, default: 4 },
+        // Each worker's Lua GC pause (collectgarbage "setpause", %): a collection cycle starts
+        // when the heap reaches this share of what the last one kept. LuaJIT's default is 200;
+        // 400 spends ~10 % less worker CPU per decide for a Lua heap up to ~2.5x larger between
+        // collections (docs/BENCHMARKS.md, issue 15).
+        lua_gc_pause: { type: 'integer', minimum: 100, maximum: 1000, default: 400 },
       },
     },
     log: {

@@ -165,6 +165,8 @@ export interface ServerConfig {
     conn_limit_zone_size_mb: number;
     /** 0: inherit the open-file limit of nginx's master */
     worker_rlimit_nofile: number;
+    /** collectgarbage("setpause") of each worker, percent */
+    lua_gc_pause: number;
 }
 
 export interface LogConfig {

@@ -132,6 +132,8 @@ function install_nats_routes(cfg: config.GatewayConfig): void {
 /** init_worker_by_lua: start this worker's NATS connection (a background timer owns it). */
 export function init_worker(): void {
     const cfg = config.get();
+    // Fewer, larger GC cycles: the decide path allocates ~3.6 KB a request (issue 15).
+    collectgarbage("setpause", cfg.server.lua_gc_pause);
     const [ok, err] = connection.start({ ...cfg.nats, request_timeout_ms: cfg.router.request_timeout_ms });
     if (ok === undefined) {
         // The config was validated, so this is a bug; the worker still serves health and errors.
