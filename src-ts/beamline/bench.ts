@@ -169,6 +169,7 @@ function ngx_costs(n: number): string {
         time("shdict:ttl(key)", (i) => dict.ttl("bench-costs|" + i));
         time("shdict:incr(key, 1)", () => dict.incr("bench-costs|n", 1, 0));
         for (let i = 0; i < n; i++) dict.delete("bench-costs|" + i);
+        dict.delete("bench-costs|n");
     }
     time("tostring(i) (inbox token)", (i) => tostring(i));
     return "{" + concat(out, ",") + "}";

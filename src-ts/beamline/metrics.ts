@@ -433,7 +433,10 @@ export function log_request(): void {
     let dur = ngx.now() - ngx.req.start_time();
     if (dur < 0) dur = 0;
     observe(d, "d", route, dur);
-    if (ui_routes[route] === true) ring_record(d, status, dur);
+    // Only the API routes (and configured NATS routes) call the Router; only they have their
+    // ngx.ctx already (the headers are read through it), so no other request creates one here.
+    if (ui_routes[route] !== true) return;
+    ring_record(d, status, dur);
     const [rt, code] = log_fields.router(ngx.ctx);
     if (rt !== undefined) {
         observe(d, "R", route, rt);
